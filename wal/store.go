@@ -1,0 +1,235 @@
+// Package wal owns raftq's disk format: etcd's write-ahead log and snapshot
+// files under one data directory. It replays them into a raft.MemoryStorage
+// on start and enforces the order in which raft state becomes durable.
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"go.etcd.io/etcd/client/pkg/v3/fileutil"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
+	etcdwal "go.etcd.io/etcd/server/v3/storage/wal"
+	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+)
+
+// keepFiles is how many snapshot files and released WAL segments are kept
+// on disk after a snapshot; older ones are removed.
+const keepFiles = 5
+
+// ErrWrongNode reports a data directory that belongs to another node id.
+var ErrWrongNode = errors.New("wal: data dir belongs to another node")
+
+// Store is the durable raft state of one node. It is not safe for
+// concurrent use: the raft goroutine owns it.
+type Store struct {
+	lg          *zap.Logger
+	walDir      string
+	snapDir     string
+	w           *etcdwal.WAL
+	snapshotter *snap.Snapshotter
+	mem         *raft.MemoryStorage
+	existed     bool
+	snapshot    *raftpb.Snapshot
+	hardState   *raftpb.HardState
+}
+
+// Open opens the data directory of node id, creating it when it does not
+// exist, and replays the WAL and the snapshot it names into memory. A torn
+// record at the end of the WAL (a crash mid-write) is repaired by
+// truncation; any other corruption is an error and nothing is started.
+func Open(lg *zap.Logger, dir string, id uint64) (*Store, error) {
+	s := &Store{
+		lg:      lg,
+		walDir:  filepath.Join(dir, "wal"),
+		snapDir: filepath.Join(dir, "snap"),
+		mem:     raft.NewMemoryStorage(),
+	}
+	if err := fileutil.TouchDirAll(lg, s.snapDir); err != nil {
+		return nil, fmt.Errorf("wal: create snap dir: %w", err)
+	}
+	s.snapshotter = snap.New(lg, s.snapDir)
+	meta := binary.BigEndian.AppendUint64(nil, id)
+	if !etcdwal.Exist(s.walDir) {
+		w, err := etcdwal.Create(lg, s.walDir, meta)
+		if err != nil {
+			return nil, fmt.Errorf("wal: create: %w", err)
+		}
+		s.w = w
+		return s, nil
+	}
+	s.existed = true
+	if err := s.replay(meta); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// replay loads the newest snapshot the WAL names, then the WAL after it.
+func (s *Store) replay(meta []byte) error {
+	walSnaps, err := etcdwal.ValidSnapshotEntries(s.lg, s.walDir)
+	if err != nil {
+		return fmt.Errorf("wal: scan snapshot records: %w", err)
+	}
+	snapshot, err := s.snapshotter.LoadNewestAvailable(walSnaps)
+	if err != nil && !errors.Is(err, snap.ErrNoSnapshot) {
+		return fmt.Errorf("wal: load snapshot: %w", err)
+	}
+	walSnap := &walpb.Snapshot{Index: new(uint64(0)), Term: new(uint64(0))}
+	if snapshot != nil {
+		md := snapshot.GetMetadata()
+		walSnap = &walpb.Snapshot{Index: new(md.GetIndex()), Term: new(md.GetTerm()), ConfState: md.GetConfState()}
+	}
+	gotMeta, hs, ents, err := s.readWAL(walSnap)
+	if err != nil {
+		return err
+	}
+	if string(gotMeta) != string(meta) {
+		s.w.Close()
+		return fmt.Errorf("%w: dir %s was created by node %x, this is node %x", ErrWrongNode, s.walDir, gotMeta, meta)
+	}
+	if snapshot != nil {
+		if err := s.mem.ApplySnapshot(snapshot); err != nil {
+			return fmt.Errorf("wal: apply snapshot to memory: %w", err)
+		}
+		s.snapshot = snapshot
+	}
+	if err := s.mem.SetHardState(hs); err != nil {
+		return fmt.Errorf("wal: set hard state: %w", err)
+	}
+	if err := s.mem.Append(ents); err != nil {
+		return fmt.Errorf("wal: append replayed entries: %w", err)
+	}
+	s.hardState = hs
+	return nil
+}
+
+// readWAL opens the WAL at walSnap and reads it to the end, repairing a
+// torn tail once.
+func (s *Store) readWAL(walSnap *walpb.Snapshot) ([]byte, *raftpb.HardState, []*raftpb.Entry, error) {
+	repaired := false
+	for {
+		w, err := etcdwal.Open(s.lg, s.walDir, walSnap)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("wal: open: %w", err)
+		}
+		meta, hs, ents, err := w.ReadAll()
+		if err == nil {
+			s.w = w
+			return meta, hs, ents, nil
+		}
+		w.Close()
+		if repaired || !errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, nil, nil, fmt.Errorf("wal: read %s (refusing to start on a damaged log): %w", s.walDir, err)
+		}
+		if !etcdwal.Repair(s.lg, s.walDir) {
+			return nil, nil, nil, fmt.Errorf("wal: repair torn tail in %s: %w", s.walDir, err)
+		}
+		s.lg.Warn("repaired torn WAL tail", zap.String("dir", s.walDir))
+		repaired = true
+	}
+}
+
+// Existed reports whether Open found an existing WAL (a restart).
+func (s *Store) Existed() bool { return s.existed }
+
+// Storage is the replayed log that raft reads from.
+func (s *Store) Storage() *raft.MemoryStorage { return s.mem }
+
+// Snapshot is the snapshot found by Open, or nil.
+func (s *Store) Snapshot() *raftpb.Snapshot { return s.snapshot }
+
+// HardState is the hard state found by Open, or nil on a fresh directory.
+func (s *Store) HardState() *raftpb.HardState { return s.hardState }
+
+// Save makes one Ready's state durable, in the order raft requires: the
+// snapshot file, the WAL snapshot record, entries then HardState (fsynced
+// when raft says it must be), and only then the in-memory log. Old WAL files
+// are released after a snapshot is durable. Save must not be retried after
+// an error: the caller stops.
+func (s *Store) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snapshot *raftpb.Snapshot) error {
+	hasSnap := snapshot != nil && !raft.IsEmptySnap(snapshot)
+	if hasSnap {
+		if err := s.saveSnapshot(snapshot); err != nil {
+			return err
+		}
+	}
+	if err := s.w.Save(hs, ents); err != nil {
+		return fmt.Errorf("wal: save entries and hard state: %w", err)
+	}
+	if hasSnap {
+		if err := s.mem.ApplySnapshot(snapshot); err != nil {
+			return fmt.Errorf("wal: apply snapshot to memory: %w", err)
+		}
+		if err := s.release(snapshot.GetMetadata().GetIndex()); err != nil {
+			return err
+		}
+	}
+	if err := s.mem.Append(ents); err != nil {
+		return fmt.Errorf("wal: append to memory: %w", err)
+	}
+	return nil
+}
+
+// CreateSnapshot records the state machine's data at applied index idx as
+// a snapshot, makes it durable, and compacts the in-memory log up to
+// compactTo (which callers keep below idx so slow followers can still be
+// sent entries rather than a whole snapshot).
+func (s *Store) CreateSnapshot(idx, compactTo uint64, cs *raftpb.ConfState, data []byte) error {
+	snapshot, err := s.mem.CreateSnapshot(idx, cs, data)
+	if err != nil {
+		return fmt.Errorf("wal: create snapshot at %d: %w", idx, err)
+	}
+	if err := s.saveSnapshot(snapshot); err != nil {
+		return err
+	}
+	if err := s.release(idx); err != nil {
+		return err
+	}
+	if compactTo == 0 {
+		return nil
+	}
+	if err := s.mem.Compact(compactTo); err != nil && !errors.Is(err, raft.ErrCompacted) {
+		return fmt.Errorf("wal: compact to %d: %w", compactTo, err)
+	}
+	return nil
+}
+
+// saveSnapshot writes the snapshot file first and the WAL record naming it
+// second, so the WAL never names a snapshot that is not on disk.
+func (s *Store) saveSnapshot(snapshot *raftpb.Snapshot) error {
+	if err := s.snapshotter.SaveSnap(snapshot); err != nil {
+		return fmt.Errorf("wal: save snapshot file: %w", err)
+	}
+	md := snapshot.GetMetadata()
+	rec := &walpb.Snapshot{Index: new(md.GetIndex()), Term: new(md.GetTerm()), ConfState: md.GetConfState()}
+	if err := s.w.SaveSnapshot(rec); err != nil { // fsyncs
+		return fmt.Errorf("wal: save snapshot record: %w", err)
+	}
+	return nil
+}
+
+// release unlocks WAL segments wholly before idx and removes old files.
+func (s *Store) release(idx uint64) error {
+	if err := s.w.ReleaseLockTo(idx); err != nil {
+		return fmt.Errorf("wal: release segments before %d: %w", idx, err)
+	}
+	if err := purge(s.walDir, ".wal", keepFiles, true); err != nil {
+		return err
+	}
+	return purge(s.snapDir, ".snap", keepFiles, false)
+}
+
+// Close closes the WAL.
+func (s *Store) Close() error {
+	if err := s.w.Close(); err != nil {
+		return fmt.Errorf("wal: close: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,245 @@
+package wal
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap/zaptest"
+)
+
+func entries(term, from, to uint64) []*raftpb.Entry {
+	var out []*raftpb.Entry
+	for i := from; i <= to; i++ {
+		out = append(out, &raftpb.Entry{Term: new(term), Index: new(i), Type: raftpb.EntryNormal.Enum(), Data: []byte(fmt.Sprint("e", i))})
+	}
+	return out
+}
+
+func hardState(term, commit uint64) *raftpb.HardState {
+	return &raftpb.HardState{Term: new(term), Vote: new(uint64(1)), Commit: new(commit)}
+}
+
+func mustOpen(t *testing.T, dir string) *Store {
+	t.Helper()
+	s, err := Open(zaptest.NewLogger(t), dir, 1)
+	if err != nil {
+		t.Fatalf("open %s: %v", dir, err)
+	}
+	return s
+}
+
+func checkEntries(t *testing.T, s *Store, from, to uint64) {
+	t.Helper()
+	first, _ := s.Storage().FirstIndex()
+	last, _ := s.Storage().LastIndex()
+	if first != from || last != to {
+		t.Fatalf("log spans %d..%d, want %d..%d", first, last, from, to)
+	}
+	ents, err := s.Storage().Entries(from, to+1, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range ents {
+		if want := fmt.Sprint("e", from+uint64(i)); string(e.GetData()) != want {
+			t.Fatalf("entry %d data %q, want %q", e.GetIndex(), e.GetData(), want)
+		}
+	}
+}
+
+func TestSaveReplayRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	if s.Existed() {
+		t.Fatal("fresh dir reported as existing")
+	}
+	if err := s.Save(hardState(1, 5), entries(1, 1, 5), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(hardState(2, 8), entries(2, 6, 8), nil); err != nil {
+		t.Fatal(err)
+	}
+	checkEntries(t, s, 1, 8)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = mustOpen(t, dir)
+	defer s.Close()
+	if !s.Existed() {
+		t.Fatal("reopened dir not reported as existing")
+	}
+	checkEntries(t, s, 1, 8)
+	if hs := s.HardState(); hs.GetCommit() != 8 || hs.GetTerm() != 2 {
+		t.Fatalf("hard state %v", hs)
+	}
+}
+
+// walFile returns the path of the only WAL segment in dir.
+func walFile(t *testing.T, dir string) string {
+	t.Helper()
+	names, _ := filepath.Glob(filepath.Join(dir, "wal", "*.wal"))
+	if len(names) != 1 {
+		t.Fatalf("want one WAL segment, have %v", names)
+	}
+	return names[0]
+}
+
+// dataEnd is the offset just past the last non-zero byte: WAL segments are
+// preallocated with zeros.
+func dataEnd(t *testing.T, path string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := len(b)
+	for end > 0 && b[end-1] == 0 {
+		end--
+	}
+	return int64(end)
+}
+
+func TestTornTailIsRepaired(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	if err := s.Save(hardState(1, 10), entries(1, 1, 10), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(hardState(1, 12), entries(1, 11, 12), nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	// A crash mid-write leaves the last record (the second hard state) cut.
+	path := walFile(t, dir)
+	if err := os.Truncate(path, dataEnd(t, path)-3); err != nil {
+		t.Fatal(err)
+	}
+
+	s = mustOpen(t, dir)
+	defer s.Close()
+	checkEntries(t, s, 1, 12) // entries before the torn record survive
+	if c := s.HardState().GetCommit(); c != 10 {
+		t.Fatalf("commit after repair = %d, want 10 (the last whole hard state)", c)
+	}
+	if _, err := os.Stat(path + ".broken"); err != nil {
+		t.Fatalf("no copy of the broken segment kept: %v", err)
+	}
+	// The repaired log accepts new writes and replays them.
+	if err := s.Save(hardState(1, 13), entries(1, 13, 13), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCorruptionInsideTheLogRefusesToStart(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	for i := uint64(1); i <= 20; i++ {
+		if err := s.Save(hardState(1, i), entries(1, i, i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+
+	path := walFile(t, dir)
+	b, _ := os.ReadFile(path)
+	mid := dataEnd(t, path) / 2
+	b[mid] ^= 0x40
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(zaptest.NewLogger(t), dir, 1); err == nil {
+		t.Fatal("opened a WAL with a flipped bit in the middle")
+	}
+}
+
+func TestSnapshotPlusLaterEntriesReplay(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	if err := s.Save(hardState(1, 20), entries(1, 1, 20), nil); err != nil {
+		t.Fatal(err)
+	}
+	cs := &raftpb.ConfState{Voters: []uint64{1, 2, 3}}
+	if err := s.CreateSnapshot(15, 10, cs, []byte("state@15")); err != nil {
+		t.Fatal(err)
+	}
+	if first, _ := s.Storage().FirstIndex(); first != 11 {
+		t.Fatalf("memory log not compacted: first index %d, want 11", first)
+	}
+	if err := s.Save(hardState(1, 25), entries(1, 21, 25), nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s = mustOpen(t, dir)
+	defer s.Close()
+	snap := s.Snapshot()
+	if snap.GetMetadata().GetIndex() != 15 || !bytes.Equal(snap.GetData(), []byte("state@15")) {
+		t.Fatalf("snapshot %v", snap.GetMetadata())
+	}
+	if got := snap.GetMetadata().GetConfState().GetVoters(); fmt.Sprint(got) != "[1 2 3]" {
+		t.Fatalf("conf state voters %v", got)
+	}
+	checkEntries(t, s, 16, 25)
+}
+
+func TestReceivedSnapshotReplacesLog(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	if err := s.Save(hardState(1, 3), entries(1, 1, 3), nil); err != nil {
+		t.Fatal(err)
+	}
+	// A leader sends a snapshot at 50 (our log was far behind).
+	incoming := &raftpb.Snapshot{Data: []byte("state@50"), Metadata: &raftpb.SnapshotMetadata{
+		Index: new(uint64(50)), Term: new(uint64(2)), ConfState: &raftpb.ConfState{Voters: []uint64{1, 2}},
+	}}
+	if err := s.Save(hardState(2, 50), nil, incoming); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(hardState(2, 52), entries(2, 51, 52), nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s = mustOpen(t, dir)
+	defer s.Close()
+	if s.Snapshot().GetMetadata().GetIndex() != 50 {
+		t.Fatalf("snapshot index %d", s.Snapshot().GetMetadata().GetIndex())
+	}
+	checkEntries(t, s, 51, 52)
+}
+
+func TestDataDirOfAnotherNode(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	if err := s.Save(hardState(1, 1), entries(1, 1, 1), nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := Open(zaptest.NewLogger(t), dir, 2); !errors.Is(err, ErrWrongNode) {
+		t.Fatalf("err = %v, want ErrWrongNode", err)
+	}
+}
+
+func TestOldFilesArePurged(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	defer s.Close()
+	cs := &raftpb.ConfState{Voters: []uint64{1}}
+	for i := uint64(1); i <= 12; i++ {
+		if err := s.Save(hardState(1, i*10), entries(1, (i-1)*10+1, i*10), nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateSnapshot(i*10, 0, cs, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snaps, _ := filepath.Glob(filepath.Join(dir, "snap", "*.snap"))
+	if len(snaps) != keepFiles {
+		t.Fatalf("%d snapshot files kept, want %d", len(snaps), keepFiles)
+	}
+}
