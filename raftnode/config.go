@@ -1,0 +1,71 @@
+package raftnode
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Config says how a Node runs. cmd/raftq fills it from flags.
+type Config struct {
+	// ID is this node's id, 1-based; never reused for another node.
+	ID uint64
+	// Peers are the peer URLs of the initial members, in id order: Peers[i]
+	// belongs to node i+1. On a restart they only serve to reach peers not
+	// yet known from the data dir.
+	Peers []string
+	// Join starts the node as a new member of a running cluster: it does not
+	// bootstrap a log and waits to be sent one.
+	Join bool
+	// SnapshotCount is how many applied entries trigger a new snapshot.
+	SnapshotCount uint64
+	// TickInterval is the raft tick. An election times out after
+	// ElectionTicks ticks without a heartbeat; a heartbeat is sent every tick.
+	TickInterval  time.Duration
+	ElectionTicks int
+	// Logger receives structured logs; raft's own logs are adapted into it.
+	Logger *zap.Logger
+}
+
+// Defaults used by cmd/raftq.
+const (
+	DefaultSnapshotCount = 10000
+	DefaultTickInterval  = 100 * time.Millisecond
+	DefaultElectionTicks = 10
+)
+
+// Validate reports the first problem with c.
+func (c Config) Validate() error {
+	if c.ID == 0 {
+		return errors.New("raftnode: id must be 1 or more")
+	}
+	if !c.Join && c.ID > uint64(len(c.Peers)) {
+		return fmt.Errorf("raftnode: id %d has no peer URL among the %d initial members", c.ID, len(c.Peers))
+	}
+	for _, p := range c.Peers {
+		u, err := url.Parse(p)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("raftnode: peer URL %q must look like http://host:port", p)
+		}
+	}
+	if c.SnapshotCount == 0 {
+		return errors.New("raftnode: snapshot count must be 1 or more")
+	}
+	if c.TickInterval <= 0 || c.ElectionTicks < 3 {
+		return errors.New("raftnode: tick interval must be positive and election ticks at least 3")
+	}
+	if c.Logger == nil {
+		return errors.New("raftnode: a logger is required")
+	}
+	return nil
+}
+
+// catchUpEntries is how many applied entries are kept in memory behind a
+// snapshot, so a slightly lagging follower gets entries instead of a whole
+// snapshot. Half the snapshot interval, at most etcd's 5000.
+func (c Config) catchUpEntries() uint64 {
+	return min(c.SnapshotCount/2, 5000)
+}

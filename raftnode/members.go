@@ -1,0 +1,115 @@
+package raftnode
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+)
+
+// Member is one node of the cluster as the replicated log knows it.
+type Member struct {
+	ID       uint64   `json:"id"`
+	PeerURLs []string `json:"peer_urls"`
+}
+
+// memberContext travels in a conf change's Context.
+type memberContext struct {
+	PeerURLs []string `json:"peer_urls"`
+}
+
+// membership is replicated state kept beside the queue state machine: it is
+// changed only by applying conf changes and restored from snapshots, so
+// every node agrees on it at every index.
+type membership struct {
+	members map[uint64]*Member
+	removed map[uint64]bool // ids are never reused
+}
+
+func newMembership() *membership {
+	return &membership{members: map[uint64]*Member{}, removed: map[uint64]bool{}}
+}
+
+func (ms *membership) add(id uint64, context []byte) error {
+	var mc memberContext
+	if len(context) > 0 {
+		if err := json.Unmarshal(context, &mc); err != nil {
+			return fmt.Errorf("raftnode: member %d context: %w", id, err)
+		}
+	}
+	ms.members[id] = &Member{ID: id, PeerURLs: mc.PeerURLs}
+	return nil
+}
+
+func (ms *membership) remove(id uint64) {
+	delete(ms.members, id)
+	ms.removed[id] = true
+}
+
+// list returns the members sorted by id.
+func (ms *membership) list() []Member {
+	out := make([]Member, 0, len(ms.members))
+	for _, m := range ms.members {
+		out = append(out, Member{ID: m.ID, PeerURLs: append([]string(nil), m.PeerURLs...)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// membershipState is the snapshot form of membership, sorted so that equal
+// states encode to equal bytes.
+type membershipState struct {
+	Members []Member `json:"members"`
+	Removed []uint64 `json:"removed"`
+}
+
+func (ms *membership) state() membershipState {
+	st := membershipState{Members: ms.list(), Removed: []uint64{}}
+	for id := range ms.removed {
+		st.Removed = append(st.Removed, id)
+	}
+	sort.Slice(st.Removed, func(i, j int) bool { return st.Removed[i] < st.Removed[j] })
+	return st
+}
+
+// snapshotVersion starts the raft snapshot payload: version, length of the
+// membership JSON, the JSON, then the state machine's own bytes.
+const snapshotVersion = 1
+
+var errBadSnapshot = errors.New("raftnode: malformed snapshot payload")
+
+func encodeSnapshot(ms *membership, smData []byte) ([]byte, error) {
+	js, err := json.Marshal(ms.state())
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: encode membership: %w", err)
+	}
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(js)+len(smData))
+	b = append(b, snapshotVersion)
+	b = binary.AppendUvarint(b, uint64(len(js)))
+	b = append(b, js...)
+	return append(b, smData...), nil
+}
+
+func decodeSnapshot(data []byte) (*membership, []byte, error) {
+	if len(data) == 0 || data[0] != snapshotVersion {
+		return nil, nil, fmt.Errorf("%w: bad version", errBadSnapshot)
+	}
+	n, k := binary.Uvarint(data[1:])
+	if k <= 0 || n > uint64(len(data)-1-k) {
+		return nil, nil, fmt.Errorf("%w: bad membership length", errBadSnapshot)
+	}
+	start := 1 + k
+	var st membershipState
+	if err := json.Unmarshal(data[start:start+int(n)], &st); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", errBadSnapshot, err)
+	}
+	ms := newMembership()
+	for _, m := range st.Members {
+		ms.members[m.ID] = &Member{ID: m.ID, PeerURLs: m.PeerURLs}
+	}
+	for _, id := range st.Removed {
+		ms.removed[id] = true
+	}
+	return ms, data[start+int(n):], nil
+}

@@ -1,0 +1,347 @@
+// Package raftnode drives one etcd/raft node by hand: it owns the raft.Node,
+// ticks it, and handles every Ready in the order raft requires (persist,
+// send, apply, snapshot, advance). Proposals wait for their own entry to be
+// applied on this node; reads wait for a ReadIndex barrier.
+package raftnode
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/types"
+	"go.etcd.io/etcd/pkg/v3/idutil"
+	"go.etcd.io/etcd/pkg/v3/wait"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/rafthttp"
+	stats "go.etcd.io/etcd/server/v3/etcdserver/api/v2stats"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+)
+
+// Errors returned by Propose and ReadBarrier.
+var (
+	// ErrStopped: the node is shutting down or has stopped.
+	ErrStopped = errors.New("raftnode: stopped")
+	// ErrNoLeader: the proposal was refused locally (no leader known, a
+	// leadership transfer, or too much uncommitted data) until the deadline.
+	// It was never appended: the operation definitely did not happen.
+	ErrNoLeader = errors.New("raftnode: no leader accepted the proposal")
+	// ErrTimeout: the proposal was handed to raft but not applied here before
+	// the deadline. It may still commit: the outcome is unknown.
+	ErrTimeout = errors.New("raftnode: timed out waiting for commit; outcome unknown")
+	// ErrReadTimeout: no read barrier could be confirmed before the deadline.
+	ErrReadTimeout = errors.New("raftnode: timed out waiting for a read barrier")
+)
+
+// StateMachine is the replicated state. Its methods are called only from
+// the raft goroutine, with the node's write lock held.
+type StateMachine interface {
+	// Apply executes a committed command; the result must be deterministic.
+	Apply(index uint64, cmd []byte) any
+	Snapshot() ([]byte, error)
+	Restore(data []byte) error
+}
+
+// Storage is the durable log (implemented by wal.Store).
+type Storage interface {
+	Storage() *raft.MemoryStorage
+	Existed() bool
+	Snapshot() *raftpb.Snapshot
+	Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot) error
+	CreateSnapshot(idx, compactTo uint64, cs *raftpb.ConfState, data []byte) error
+}
+
+// Applied is the outcome of a proposal: the log position of its entry and
+// what the state machine returned for it.
+type Applied struct {
+	Index, Term uint64
+	Result      any
+}
+
+// Status is a point-in-time view of the node.
+type Status struct {
+	ID       uint64
+	Leader   uint64 // 0 when none is known
+	Applied  uint64
+	Members  []Member
+}
+
+// Node is one raft member. Create it with New, then call Run.
+type Node struct {
+	cfg   Config
+	lg    *zap.Logger
+	store Storage
+	sm    StateMachine
+
+	// mu guards sm and members against readers; only the raft goroutine
+	// writes them.
+	mu      sync.RWMutex
+	members *membership
+
+	raft      raft.Node
+	started   chan struct{} // closed once raft is set
+	stopped   chan struct{} // closed when Run returns
+	transport *rafthttp.Transport
+
+	ids       *idutil.Generator
+	proposals wait.Wait     // request id → Applied
+	reads     wait.Wait     // read request id → read index
+	applyWait wait.WaitTime // fires when applied ≥ index
+
+	lead    atomic.Uint64
+	applied atomic.Uint64
+	// Owned by the raft goroutine.
+	confState     *raftpb.ConfState
+	snapshotIndex uint64
+}
+
+// New builds a node over an opened store and a state machine that holds
+// the state of an empty log. It starts nothing.
+func New(cfg Config, store Storage, sm StateMachine) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:       cfg,
+		lg:        cfg.Logger,
+		store:     store,
+		sm:        sm,
+		members:   newMembership(),
+		started:   make(chan struct{}),
+		stopped:   make(chan struct{}),
+		ids:       idutil.NewGenerator(uint16(cfg.ID), time.Now()),
+		proposals: wait.New(),
+		reads:     wait.New(),
+		applyWait: wait.NewTimeList(),
+		confState: &raftpb.ConfState{},
+	}
+	id := fmt.Sprint(cfg.ID)
+	n.transport = &rafthttp.Transport{
+		Logger:      cfg.Logger.Named("rafthttp"),
+		ID:          types.ID(cfg.ID),
+		ClusterID:   0x7261667471, // "raftq": rejects peers of other programs
+		Raft:        (*transportRaft)(n),
+		ServerStats: stats.NewServerStats(id, id),
+		LeaderStats: stats.NewLeaderStats(cfg.Logger, id),
+		ErrorC:      make(chan error, 1),
+	}
+	if err := n.transport.Start(); err != nil {
+		return nil, fmt.Errorf("raftnode: start transport: %w", err)
+	}
+	if snap := store.Snapshot(); snap != nil {
+		if err := n.restore(snap); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// PeerHandler serves the raft peer protocol; mount it on the peer listener.
+func (n *Node) PeerHandler() http.Handler { return n.transport.Handler() }
+
+// Run starts raft and handles its Ready loop until ctx is cancelled (nil) or
+// a storage or transport failure (an error: the process must stop, as it
+// can no longer make durable promises).
+func (n *Node) Run(ctx context.Context) error {
+	defer close(n.stopped)
+	defer n.transport.Stop()
+	n.raft = n.startRaft()
+	defer n.raft.Stop()
+	close(n.started)
+	for i, u := range n.cfg.Peers {
+		if id := uint64(i + 1); id != n.cfg.ID {
+			n.transport.AddPeer(types.ID(id), []string{u})
+		}
+	}
+	n.mu.RLock()
+	for _, m := range n.members.list() {
+		n.addPeer(m)
+	}
+	n.mu.RUnlock()
+
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.C:
+			n.raft.Tick()
+		case rd := <-n.raft.Ready():
+			if err := n.handleReady(rd); err != nil {
+				return err
+			}
+		case err := <-n.transport.ErrorC:
+			return fmt.Errorf("raftnode: transport: %w", err)
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (n *Node) startRaft() raft.Node {
+	c := &raft.Config{
+		ID:                        n.cfg.ID,
+		ElectionTick:              n.cfg.ElectionTicks,
+		HeartbeatTick:             1,
+		Storage:                   n.store.Storage(),
+		Applied:                   n.applied.Load(),
+		MaxSizePerMsg:             1 << 20,
+		MaxCommittedSizePerReady:  64 << 20,
+		MaxUncommittedEntriesSize: 64 << 20,
+		MaxInflightMsgs:           256,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		ReadOnlyOption:            raft.ReadOnlySafe,
+		StepDownOnRemoval:         true,
+		Logger:                    raftLogger{n.lg.Named("raft").WithOptions(zap.AddCallerSkip(1)).Sugar()},
+	}
+	if n.store.Existed() || n.cfg.Join {
+		n.lg.Info("restarting raft", zap.Uint64("applied", c.Applied), zap.Bool("join", n.cfg.Join))
+		return raft.RestartNode(c)
+	}
+	peers := make([]raft.Peer, len(n.cfg.Peers))
+	for i, u := range n.cfg.Peers {
+		ctx, _ := jsonContext(u)
+		peers[i] = raft.Peer{ID: uint64(i + 1), Context: ctx}
+	}
+	n.lg.Info("bootstrapping new cluster", zap.Strings("peers", n.cfg.Peers))
+	return raft.StartNode(c, peers)
+}
+
+// Propose replicates cmd and returns the state machine's result once the
+// entry is applied on this node. Errors: ErrNoLeader (definitely not
+// applied), ErrTimeout (unknown outcome), ErrStopped.
+func (n *Node) Propose(ctx context.Context, cmd []byte) (Applied, error) {
+	if err := n.waitStarted(ctx); err != nil {
+		return Applied{}, err
+	}
+	id := n.ids.Next()
+	data := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(cmd)), id)
+	data = append(data, cmd...)
+	ch := n.proposals.Register(id)
+	if err := n.proposeUntilAccepted(ctx, data); err != nil {
+		n.proposals.Trigger(id, nil)
+		return Applied{}, err
+	}
+	select {
+	case v := <-ch:
+		if a, ok := v.(Applied); ok {
+			return a, nil
+		}
+		return Applied{}, ErrStopped
+	case <-ctx.Done():
+		n.proposals.Trigger(id, nil)
+		return Applied{}, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+	case <-n.stopped:
+		return Applied{}, ErrStopped
+	}
+}
+
+// proposeUntilAccepted hands data to raft, retrying while raft drops it
+// (no leader yet, e.g. during an election), until ctx ends.
+func (n *Node) proposeUntilAccepted(ctx context.Context, data []byte) error {
+	const retry = 20 * time.Millisecond
+	for {
+		err := n.raft.Propose(ctx, data)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, raft.ErrStopped):
+			return ErrStopped
+		case !errors.Is(err, raft.ErrProposalDropped):
+			// ctx ended while raft was busy: it did not take the entry.
+			return fmt.Errorf("%w: %w", ErrNoLeader, err)
+		}
+		select {
+		case <-time.After(retry):
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrNoLeader, ctx.Err())
+		case <-n.stopped:
+			return ErrStopped
+		}
+	}
+}
+
+// ReadBarrier returns once this node has applied everything the leader had
+// committed when it was called, so a read of the state machine after it is
+// linearizable. Each attempt uses a fresh request context.
+func (n *Node) ReadBarrier(ctx context.Context) error {
+	if err := n.waitStarted(ctx); err != nil {
+		return err
+	}
+	const retry = 300 * time.Millisecond
+	for {
+		id := n.ids.Next()
+		ch := n.reads.Register(id)
+		rctx := binary.BigEndian.AppendUint64(nil, id)
+		if err := n.raft.ReadIndex(ctx, rctx); err != nil && !errors.Is(err, raft.ErrProposalDropped) {
+			n.reads.Trigger(id, nil)
+			return n.readErr(err)
+		}
+		timer := time.NewTimer(retry)
+		select {
+		case v := <-ch:
+			timer.Stop()
+			return n.waitApplied(ctx, v.(uint64))
+		case <-timer.C:
+			n.reads.Trigger(id, nil) // no answer (no leader?): ask again
+		case <-ctx.Done():
+			timer.Stop()
+			n.reads.Trigger(id, nil)
+			return n.readErr(ctx.Err())
+		case <-n.stopped:
+			timer.Stop()
+			return ErrStopped
+		}
+	}
+}
+
+func (n *Node) waitApplied(ctx context.Context, index uint64) error {
+	select {
+	case <-n.applyWait.Wait(index):
+		return nil
+	case <-ctx.Done():
+		return n.readErr(ctx.Err())
+	case <-n.stopped:
+		return ErrStopped
+	}
+}
+
+func (n *Node) readErr(err error) error {
+	if errors.Is(err, raft.ErrStopped) {
+		return ErrStopped
+	}
+	return fmt.Errorf("%w: %w", ErrReadTimeout, err)
+}
+
+func (n *Node) waitStarted(ctx context.Context) error {
+	select {
+	case <-n.started:
+		return nil
+	case <-n.stopped:
+		return ErrStopped
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrNoLeader, ctx.Err())
+	}
+}
+
+// View calls fn with the state machine locked against changes. Call it
+// after ReadBarrier for a linearizable read; fn must not keep references.
+func (n *Node) View(fn func()) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	fn()
+}
+
+// Status reports the leader, the applied index and the members.
+func (n *Node) Status() Status {
+	n.mu.RLock()
+	members := n.members.list()
+	n.mu.RUnlock()
+	return Status{ID: n.cfg.ID, Leader: n.lead.Load(), Applied: n.applied.Load(), Members: members}
+}

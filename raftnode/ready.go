@@ -1,0 +1,219 @@
+package raftnode
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+)
+
+// handleReady processes one Ready in the order raft's README requires
+// (see ../shared/RAFT-NOTES.md rules 3-7). Any error is fatal to the node.
+func (n *Node) handleReady(rd raft.Ready) error {
+	if rd.SoftState != nil {
+		n.lead.Store(rd.SoftState.Lead)
+	}
+	// 1. Persist: snapshot file, WAL snapshot record, entries, HardState
+	//    (fsync), then the in-memory log. Nothing below may run before this.
+	if err := n.store.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
+		return fmt.Errorf("raftnode: persist ready: %w", err)
+	}
+	// 2. A received snapshot replaces the state machine before any entry.
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.restore(rd.Snapshot); err != nil {
+			return err
+		}
+	}
+	n.resolveReads(rd.ReadStates)
+	// 3. Send. A follower applying a conf change sends afterwards, so it
+	//    never counts a vote from a member it is about to remove.
+	afterApply := n.lead.Load() != n.cfg.ID && hasConfChange(rd.CommittedEntries)
+	if !afterApply {
+		n.send(rd.Messages)
+	}
+	// 4. Apply committed entries, in order.
+	if err := n.apply(rd.CommittedEntries); err != nil {
+		return err
+	}
+	if afterApply {
+		n.send(rd.Messages)
+	}
+	if err := n.maybeSnapshot(); err != nil {
+		return err
+	}
+	// 5. Advance last.
+	n.raft.Advance()
+	return nil
+}
+
+func hasConfChange(ents []*raftpb.Entry) bool {
+	for _, e := range ents {
+		if e.GetType() != raftpb.EntryNormal {
+			return true
+		}
+	}
+	return false
+}
+
+// send hands messages to the transport. An outgoing snapshot carries the
+// current ConfState: the one stored with it can predate later conf changes.
+func (n *Node) send(msgs []*raftpb.Message) {
+	for i, m := range msgs {
+		if m.GetType() != raftpb.MsgSnap {
+			continue
+		}
+		s := m.GetSnapshot()
+		// Replace the pointer, never mutate: the snapshot is shared with storage.
+		patched := proto.CloneOf(m)
+		patched.Snapshot = &raftpb.Snapshot{Data: s.GetData(), Metadata: &raftpb.SnapshotMetadata{
+			Index: new(s.GetMetadata().GetIndex()), Term: new(s.GetMetadata().GetTerm()), ConfState: n.confState,
+		}}
+		msgs[i] = patched
+	}
+	n.transport.Send(msgs)
+}
+
+func (n *Node) resolveReads(states []raft.ReadState) {
+	for _, rs := range states {
+		if len(rs.RequestCtx) == 8 {
+			n.reads.Trigger(binary.BigEndian.Uint64(rs.RequestCtx), rs.Index)
+		}
+	}
+}
+
+// apply feeds committed entries to the state machine and membership.
+func (n *Node) apply(ents []*raftpb.Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	applied := n.applied.Load()
+	if first := ents[0].GetIndex(); first > applied+1 {
+		n.lg.Panic("gap in committed entries", zap.Uint64("first", first), zap.Uint64("applied", applied))
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, e := range ents {
+		if e.GetIndex() <= applied {
+			continue // already in the state machine (restored from a snapshot)
+		}
+		if err := n.applyEntry(e); err != nil {
+			return err
+		}
+		applied = e.GetIndex()
+	}
+	n.applied.Store(applied)
+	n.applyWait.Trigger(applied)
+	return nil
+}
+
+func (n *Node) applyEntry(e *raftpb.Entry) error {
+	switch e.GetType() {
+	case raftpb.EntryNormal:
+		data := e.GetData()
+		if len(data) < 8 {
+			return nil // a new leader's empty entry
+		}
+		id := binary.BigEndian.Uint64(data)
+		res := n.sm.Apply(e.GetIndex(), data[8:])
+		n.proposals.Trigger(id, Applied{Index: e.GetIndex(), Term: e.GetTerm(), Result: res})
+	case raftpb.EntryConfChange:
+		var cc raftpb.ConfChange
+		if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+			return fmt.Errorf("raftnode: decode conf change at %d: %w", e.GetIndex(), err)
+		}
+		n.confState = n.raft.ApplyConfChange(&cc)
+		n.applyMembership(&cc)
+		n.proposals.Trigger(cc.GetId(), Applied{Index: e.GetIndex(), Term: e.GetTerm()})
+	case raftpb.EntryConfChangeV2:
+		// raftq proposes only v1 changes; apply v2 ones for raft's sake.
+		var cc raftpb.ConfChangeV2
+		if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+			return fmt.Errorf("raftnode: decode conf change v2 at %d: %w", e.GetIndex(), err)
+		}
+		n.confState = n.raft.ApplyConfChange(&cc)
+	}
+	return nil
+}
+
+// applyMembership records a conf change; the caller holds n.mu.
+func (n *Node) applyMembership(cc *raftpb.ConfChange) {
+	id := cc.GetNodeId()
+	switch cc.GetType() {
+	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
+		if err := n.members.add(id, cc.GetContext()); err != nil {
+			n.lg.Warn("ignoring bad member context", zap.Uint64("member", id), zap.Error(err))
+			return
+		}
+		n.addPeer(*n.members.members[id])
+	case raftpb.ConfChangeRemoveNode:
+		n.members.remove(id)
+		if id != n.cfg.ID {
+			n.transport.RemovePeer(typesID(id))
+		}
+	}
+}
+
+func (n *Node) addPeer(m Member) {
+	if m.ID == n.cfg.ID || len(m.PeerURLs) == 0 {
+		return
+	}
+	n.transport.AddPeer(typesID(m.ID), m.PeerURLs) // no-op when known
+}
+
+// restore replaces the state machine and membership with a snapshot's.
+func (n *Node) restore(snap *raftpb.Snapshot) error {
+	md := snap.GetMetadata()
+	members, smData, err := decodeSnapshot(snap.GetData())
+	if err != nil {
+		return fmt.Errorf("raftnode: snapshot at %d: %w", md.GetIndex(), err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.sm.Restore(smData); err != nil {
+		return fmt.Errorf("raftnode: restore state machine at %d: %w", md.GetIndex(), err)
+	}
+	n.members = members
+	n.confState = md.GetConfState()
+	n.snapshotIndex = md.GetIndex()
+	n.applied.Store(md.GetIndex())
+	n.applyWait.Trigger(md.GetIndex())
+	if n.raft != nil { // at boot, Run adds the peers
+		for _, m := range members.list() {
+			n.addPeer(m)
+		}
+	}
+	n.lg.Info("restored snapshot", zap.Uint64("index", md.GetIndex()), zap.Uint64("term", md.GetTerm()))
+	return nil
+}
+
+// maybeSnapshot snapshots the state machine every SnapshotCount applied
+// entries and compacts the in-memory log behind it.
+func (n *Node) maybeSnapshot() error {
+	applied := n.applied.Load()
+	if applied-n.snapshotIndex < n.cfg.SnapshotCount {
+		return nil
+	}
+	// Only the raft goroutine writes sm and members, so no lock is needed
+	// to read them here.
+	smData, err := n.sm.Snapshot()
+	if err != nil {
+		return fmt.Errorf("raftnode: snapshot state machine: %w", err)
+	}
+	data, err := encodeSnapshot(n.members, smData)
+	if err != nil {
+		return err
+	}
+	var compactTo uint64
+	if keep := n.cfg.catchUpEntries(); applied > keep {
+		compactTo = applied - keep
+	}
+	if err := n.store.CreateSnapshot(applied, compactTo, n.confState, data); err != nil {
+		return fmt.Errorf("raftnode: save snapshot: %w", err)
+	}
+	n.snapshotIndex = applied
+	n.lg.Info("saved snapshot", zap.Uint64("index", applied), zap.Uint64("compacted-to", compactTo), zap.Int("bytes", len(data)))
+	return nil
+}
