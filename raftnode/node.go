@@ -66,10 +66,10 @@ type Applied struct {
 
 // Status is a point-in-time view of the node.
 type Status struct {
-	ID       uint64
-	Leader   uint64 // 0 when none is known
-	Applied  uint64
-	Members  []Member
+	ID      uint64
+	Leader  uint64 // 0 when none is known
+	Applied uint64
+	Members []Member
 }
 
 // Node is one raft member. Create it with New, then call Run.
