@@ -1,0 +1,65 @@
+// Package httpapi serves raftq's client API over HTTP with gorilla/mux. It
+// depends only on the small Queue and Cluster interfaces below.
+package httpapi
+
+import (
+	"context"
+	"errors"
+)
+
+// Errors that implementations of Queue and Cluster wrap so that the API can
+// choose a status. Any other error is a 500.
+var (
+	// ErrInvalid: the request is malformed (400).
+	ErrInvalid = errors.New("invalid request")
+	// ErrUnavailable: no quorum, no leader, or the deadline passed (503).
+	// For a write the outcome may be unknown; the message says which.
+	ErrUnavailable = errors.New("unavailable")
+)
+
+// Message is a message as stored.
+type Message struct {
+	ID          uint64
+	ContentType string
+	Body        []byte
+}
+
+// LogPosition is where in the raft log a write was decided.
+type LogPosition struct {
+	Index, Term uint64
+}
+
+// QueueInfo describes one queue.
+type QueueInfo struct {
+	Name  string `json:"name"`
+	Depth int    `json:"depth"`
+}
+
+// Queue is the replicated queue. Every method is linearizable.
+type Queue interface {
+	// Enqueue appends a message and returns its id once it is committed and
+	// applied.
+	Enqueue(ctx context.Context, queue, contentType string, body []byte) (uint64, LogPosition, error)
+	// Dequeue removes and returns the head; found is false when empty.
+	Dequeue(ctx context.Context, queue string) (m Message, found bool, pos LogPosition, err error)
+	// Queues lists every queue, sorted by name.
+	Queues(ctx context.Context) ([]QueueInfo, error)
+}
+
+// Node is one member as /mgmt/nodes shows it.
+type Node struct {
+	ID       uint64   `json:"id"`
+	PeerURLs []string `json:"peer_urls"`
+	IsLeader bool     `json:"is_leader"`
+}
+
+// Nodes is the answer of GET /mgmt/nodes.
+type Nodes struct {
+	Leader uint64 `json:"leader"`
+	Nodes  []Node `json:"nodes"`
+}
+
+// Cluster is the membership view.
+type Cluster interface {
+	Nodes(ctx context.Context) (Nodes, error)
+}

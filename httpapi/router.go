@@ -1,0 +1,226 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gorilla/mux"
+	"go.uber.org/zap"
+)
+
+// Limits and defaults of the API (documented in the README).
+const (
+	DefaultMaxMessageBytes = 1 << 20
+	DefaultRequestTimeout  = 5 * time.Second
+	MaxContentTypeLen      = 256
+	defaultContentType     = "application/octet-stream"
+)
+
+// Options tune the router; zero fields take the defaults.
+type Options struct {
+	MaxMessageBytes int64         // largest message body accepted
+	RequestTimeout  time.Duration // deadline for each replicated operation
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = DefaultRequestTimeout
+	}
+	return o
+}
+
+type api struct {
+	q    Queue
+	c    Cluster
+	lg   *zap.Logger
+	opts Options
+}
+
+// NewRouter returns the client API handler.
+func NewRouter(q Queue, c Cluster, lg *zap.Logger, opts Options) http.Handler {
+	a := &api{q: q, c: c, lg: lg, opts: opts.withDefaults()}
+	r := mux.NewRouter()
+	r.HandleFunc("/queues", a.listQueues).Methods(http.MethodGet)
+	r.HandleFunc("/queues/{queue}", a.enqueue).Methods(http.MethodPut, http.MethodPost)
+	r.HandleFunc("/queues/{queue}", a.dequeue).Methods(http.MethodGet)
+	m := r.PathPrefix("/mgmt").Subrouter()
+	m.HandleFunc("/nodes", a.nodes).Methods(http.MethodGet)
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for %s", r.URL.Path))
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on %s", r.Method, r.URL.Path))
+	})
+	return a.logRequests(r)
+}
+
+func (a *api) ctx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), a.opts.RequestTimeout)
+}
+
+func (a *api) enqueue(w http.ResponseWriter, r *http.Request) {
+	queue := mux.Vars(r)["queue"]
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		ct = defaultContentType
+	}
+	if len(ct) > MaxContentTypeLen {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("Content-Type is longer than %d bytes", MaxContentTypeLen))
+		return
+	}
+	body, ok := a.readBody(w, r)
+	if !ok {
+		return
+	}
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	id, pos, err := a.q.Enqueue(ctx, queue, ct, body)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	setPosition(w, pos)
+	w.Header().Set("Location", fmt.Sprintf("/queues/%s/messages/%d", queue, id))
+	writeJSON(w, http.StatusCreated, struct {
+		Queue string `json:"queue"`
+		ID    uint64 `json:"id"`
+	}{queue, id})
+}
+
+// readBody reads at most MaxMessageBytes, answering 413 past that whether
+// or not the client sent Content-Length.
+func (a *api) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	max := a.opts.MaxMessageBytes
+	if r.ContentLength > max {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("message of %d bytes is over the %d-byte limit", r.ContentLength, max))
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("message is over the %d-byte limit", max))
+		return nil, false
+	case err != nil:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("reading body: %v", err))
+		return nil, false
+	}
+	return body, true
+}
+
+func (a *api) dequeue(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	m, found, pos, err := a.q.Dequeue(ctx, mux.Vars(r)["queue"])
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	setPosition(w, pos)
+	if !found {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	w.Header().Set("Message-Id", strconv.FormatUint(m.ID, 10))
+	w.Header().Set("Content-Type", m.ContentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(m.Body)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(m.Body) // the message is already removed; a failed write loses it (at-most-once pop)
+}
+
+func (a *api) listQueues(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	qs, err := a.q.Queues(ctx)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if qs == nil {
+		qs = []QueueInfo{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Queues []QueueInfo `json:"queues"`
+	}{qs})
+}
+
+func (a *api) nodes(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	ns, err := a.c.Nodes(ctx)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ns)
+}
+
+func setPosition(w http.ResponseWriter, pos LogPosition) {
+	w.Header().Set("Raft-Index", strconv.FormatUint(pos.Index, 10))
+	w.Header().Set("Raft-Term", strconv.FormatUint(pos.Term, 10))
+}
+
+// statusFor maps an error from Queue or Cluster to an HTTP status.
+func statusFor(err error) int {
+	switch {
+	case errors.Is(err, ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrUnavailable):
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+func (a *api) fail(w http.ResponseWriter, err error) {
+	status := statusFor(err)
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	if status >= 500 {
+		a.lg.Warn("request failed", zap.Int("status", status), zap.Error(err))
+	}
+	writeError(w, status, err.Error())
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, struct {
+		Error string `json:"error"`
+	}{msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// logRequests logs each request at debug level with its status.
+func (a *api) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		a.lg.Debug("request", zap.String("method", r.Method), zap.String("path", r.URL.Path),
+			zap.Int("status", rec.status), zap.Duration("took", time.Since(start)))
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}

@@ -1,0 +1,193 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+)
+
+type fakeQueue struct {
+	enqueue func(ctx context.Context, queue, ct string, body []byte) (uint64, LogPosition, error)
+	dequeue func(ctx context.Context, queue string) (Message, bool, LogPosition, error)
+	queues  func(ctx context.Context) ([]QueueInfo, error)
+}
+
+func (f *fakeQueue) Enqueue(ctx context.Context, q, ct string, b []byte) (uint64, LogPosition, error) {
+	return f.enqueue(ctx, q, ct, b)
+}
+func (f *fakeQueue) Dequeue(ctx context.Context, q string) (Message, bool, LogPosition, error) {
+	return f.dequeue(ctx, q)
+}
+func (f *fakeQueue) Queues(ctx context.Context) ([]QueueInfo, error) { return f.queues(ctx) }
+
+type fakeCluster func(ctx context.Context) (Nodes, error)
+
+func (f fakeCluster) Nodes(ctx context.Context) (Nodes, error) { return f(ctx) }
+
+func serve(t *testing.T, q Queue, c Cluster, req *http.Request) *httptest.ResponseRecorder {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	NewRouter(q, c, zap.NewNop(), Options{MaxMessageBytes: 16}).ServeHTTP(rec, req)
+	return rec
+}
+
+func errorBody(t *testing.T, rec *httptest.ResponseRecorder) string {
+	t.Helper()
+	var e struct{ Error string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error == "" {
+		t.Fatalf("status %d: body %q is not a JSON error", rec.Code, rec.Body)
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("error content type %q", ct)
+	}
+	return e.Error
+}
+
+func TestEnqueue(t *testing.T) {
+	var got struct {
+		queue, ct string
+		body      []byte
+	}
+	q := &fakeQueue{enqueue: func(_ context.Context, queue, ct string, body []byte) (uint64, LogPosition, error) {
+		got.queue, got.ct, got.body = queue, ct, body
+		return 7, LogPosition{Index: 42, Term: 3}, nil
+	}}
+	for _, method := range []string{http.MethodPut, http.MethodPost} {
+		req := httptest.NewRequest(method, "/queues/jobs", strings.NewReader("\x00raw\xff"))
+		rec := serve(t, q, nil, req)
+		if rec.Code != http.StatusCreated {
+			t.Fatalf("%s: status %d %s", method, rec.Code, rec.Body)
+		}
+		if rec.Body.String() != `{"queue":"jobs","id":7}`+"\n" {
+			t.Fatalf("body %q", rec.Body)
+		}
+		h := rec.Header()
+		if h.Get("Location") != "/queues/jobs/messages/7" || h.Get("Raft-Index") != "42" || h.Get("Raft-Term") != "3" {
+			t.Fatalf("headers %v", h)
+		}
+		if got.queue != "jobs" || got.ct != "application/octet-stream" || string(got.body) != "\x00raw\xff" {
+			t.Fatalf("stored %+v", got)
+		}
+	}
+	req := httptest.NewRequest(http.MethodPost, "/queues/jobs", strings.NewReader("{}"))
+	req.Header.Set("Content-Type", "application/json")
+	serve(t, q, nil, req)
+	if got.ct != "application/json" {
+		t.Fatalf("content type stored as %q", got.ct)
+	}
+}
+
+func TestEnqueueTooLarge(t *testing.T) {
+	called := false
+	q := &fakeQueue{enqueue: func(context.Context, string, string, []byte) (uint64, LogPosition, error) {
+		called = true
+		return 1, LogPosition{}, nil
+	}}
+	exact := serve(t, q, nil, httptest.NewRequest(http.MethodPut, "/queues/q", strings.NewReader(strings.Repeat("x", 16))))
+	if exact.Code != http.StatusCreated || !called {
+		t.Fatalf("a body of exactly the limit was refused: %d", exact.Code)
+	}
+	called = false
+	withLength := httptest.NewRequest(http.MethodPut, "/queues/q", strings.NewReader(strings.Repeat("x", 17)))
+	// No Content-Length: the body arrives chunked and is cut off while read.
+	chunked := httptest.NewRequest(http.MethodPut, "/queues/q", io.MultiReader(strings.NewReader(strings.Repeat("x", 17))))
+	chunked.ContentLength = -1
+	for name, req := range map[string]*http.Request{"content-length": withLength, "chunked": chunked} {
+		rec := serve(t, q, nil, req)
+		if rec.Code != http.StatusRequestEntityTooLarge {
+			t.Fatalf("%s: status %d", name, rec.Code)
+		}
+		errorBody(t, rec)
+		if called {
+			t.Fatalf("%s: an oversized message was stored", name)
+		}
+	}
+}
+
+func TestDequeue(t *testing.T) {
+	found := true
+	q := &fakeQueue{dequeue: func(_ context.Context, queue string) (Message, bool, LogPosition, error) {
+		return Message{ID: 9, ContentType: "text/plain", Body: []byte("hello")}, found, LogPosition{Index: 5, Term: 2}, nil
+	}}
+	rec := serve(t, q, nil, httptest.NewRequest(http.MethodGet, "/queues/jobs", nil))
+	if rec.Code != http.StatusOK || rec.Body.String() != "hello" {
+		t.Fatalf("status %d body %q", rec.Code, rec.Body)
+	}
+	if h := rec.Header(); h.Get("Message-Id") != "9" || h.Get("Content-Type") != "text/plain" || h.Get("Raft-Index") != "5" {
+		t.Fatalf("headers %v", h)
+	}
+	found = false
+	rec = serve(t, q, nil, httptest.NewRequest(http.MethodGet, "/queues/jobs", nil))
+	if rec.Code != http.StatusNoContent || rec.Body.Len() != 0 {
+		t.Fatalf("empty: status %d body %q", rec.Code, rec.Body)
+	}
+}
+
+func TestListAndNodes(t *testing.T) {
+	q := &fakeQueue{queues: func(context.Context) ([]QueueInfo, error) {
+		return []QueueInfo{{"a", 1}, {"b", 0}}, nil
+	}}
+	rec := serve(t, q, nil, httptest.NewRequest(http.MethodGet, "/queues", nil))
+	if rec.Body.String() != `{"queues":[{"name":"a","depth":1},{"name":"b","depth":0}]}`+"\n" {
+		t.Fatalf("list %q", rec.Body)
+	}
+	q.queues = func(context.Context) ([]QueueInfo, error) { return nil, nil }
+	if rec := serve(t, q, nil, httptest.NewRequest(http.MethodGet, "/queues", nil)); rec.Body.String() != `{"queues":[]}`+"\n" {
+		t.Fatalf("empty list %q", rec.Body)
+	}
+	c := fakeCluster(func(context.Context) (Nodes, error) {
+		return Nodes{Leader: 1, Nodes: []Node{{ID: 1, PeerURLs: []string{"http://a"}, IsLeader: true}}}, nil
+	})
+	rec = serve(t, q, c, httptest.NewRequest(http.MethodGet, "/mgmt/nodes", nil))
+	if rec.Body.String() != `{"leader":1,"nodes":[{"id":1,"peer_urls":["http://a"],"is_leader":true}]}`+"\n" {
+		t.Fatalf("nodes %q", rec.Body)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	unavailable := fmt.Errorf("%w: no leader", ErrUnavailable)
+	invalid := fmt.Errorf("%w: bad name", ErrInvalid)
+	q := &fakeQueue{
+		enqueue: func(context.Context, string, string, []byte) (uint64, LogPosition, error) {
+			return 0, LogPosition{}, unavailable
+		},
+		dequeue: func(context.Context, string) (Message, bool, LogPosition, error) {
+			return Message{}, false, LogPosition{}, invalid
+		},
+		queues: func(context.Context) ([]QueueInfo, error) { return nil, io.ErrUnexpectedEOF },
+	}
+	longCT := httptest.NewRequest(http.MethodPut, "/queues/q", nil)
+	longCT.Header.Set("Content-Type", strings.Repeat("a", MaxContentTypeLen+1))
+	cases := []struct {
+		req    *http.Request
+		status int
+	}{
+		{httptest.NewRequest(http.MethodPut, "/queues/q", bytes.NewReader(nil)), http.StatusServiceUnavailable},
+		{httptest.NewRequest(http.MethodGet, "/queues/q", nil), http.StatusBadRequest},
+		{httptest.NewRequest(http.MethodGet, "/queues", nil), http.StatusInternalServerError},
+		{httptest.NewRequest(http.MethodDelete, "/queues/q", nil), http.StatusMethodNotAllowed},
+		{httptest.NewRequest(http.MethodPost, "/queues", nil), http.StatusMethodNotAllowed},
+		{httptest.NewRequest(http.MethodGet, "/nope", nil), http.StatusNotFound},
+		{httptest.NewRequest(http.MethodGet, "/queues/a/b", nil), http.StatusNotFound},
+		{longCT, http.StatusBadRequest},
+	}
+	for _, c := range cases {
+		rec := serve(t, q, nil, c.req)
+		if rec.Code != c.status {
+			t.Errorf("%s %s: status %d, want %d", c.req.Method, c.req.URL.Path, rec.Code, c.status)
+			continue
+		}
+		errorBody(t, rec)
+		if c.status == http.StatusServiceUnavailable && rec.Header().Get("Retry-After") == "" {
+			t.Errorf("503 without Retry-After")
+		}
+	}
+}
