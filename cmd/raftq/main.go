@@ -1,0 +1,205 @@
+// Command raftq runs one node of a raftq cluster: a replicated FIFO message
+// queue served over HTTP. With no flags it is a single-node queue on
+// 127.0.0.1:12380 keeping its data in ./raftq-1.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/raftq/raftq/httpapi"
+	"github.com/raftq/raftq/queuefsm"
+	"github.com/raftq/raftq/raftnode"
+	"github.com/raftq/raftq/wal"
+)
+
+// config is everything the flags say.
+type config struct {
+	raft           raftnode.Config
+	cluster        string
+	apiAddr        string
+	listenPeer     string
+	dataDir        string
+	maxMessage     int64
+	requestTimeout time.Duration
+	logLevel       string
+}
+
+func parseFlags(args []string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("raftq", flag.ContinueOnError)
+	fs.Uint64Var(&c.raft.ID, "id", 1, "node id, 1-based; never reused")
+	fs.StringVar(&c.cluster, "cluster", "http://127.0.0.1:12379", "peer URLs of the initial members in id order, comma-separated")
+	fs.StringVar(&c.apiAddr, "api-addr", "127.0.0.1:12380", "client API listen address HOST:PORT")
+	fs.StringVar(&c.listenPeer, "listen-peer", "", "peer listen address HOST:PORT (default: the host:port of this node's URL in --cluster)")
+	fs.StringVar(&c.dataDir, "data-dir", "", "directory for the WAL and snapshots (default raftq-<id>)")
+	fs.BoolVar(&c.raft.Join, "join", false, "join an existing cluster as a new member instead of bootstrapping one")
+	fs.Uint64Var(&c.raft.SnapshotCount, "snapshot-count", raftnode.DefaultSnapshotCount, "applied entries between snapshots")
+	fs.Int64Var(&c.maxMessage, "max-message-bytes", httpapi.DefaultMaxMessageBytes, "largest message body accepted (413 above)")
+	fs.DurationVar(&c.requestTimeout, "request-timeout", httpapi.DefaultRequestTimeout, "deadline for each replicated operation (503 after)")
+	fs.DurationVar(&c.raft.TickInterval, "tick", raftnode.DefaultTickInterval, "raft tick (heartbeat interval)")
+	fs.IntVar(&c.raft.ElectionTicks, "election-ticks", raftnode.DefaultElectionTicks, "ticks without a leader before an election")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	c.raft.Peers = strings.Split(c.cluster, ",")
+	if c.dataDir == "" {
+		c.dataDir = fmt.Sprintf("raftq-%d", c.raft.ID)
+	}
+	if c.listenPeer == "" && c.raft.ID >= 1 && c.raft.ID <= uint64(len(c.raft.Peers)) {
+		if u, err := url.Parse(c.raft.Peers[c.raft.ID-1]); err == nil {
+			c.listenPeer = u.Host
+		}
+	}
+	return c, c.validate()
+}
+
+func (c config) validate() error {
+	if c.listenPeer == "" {
+		return errors.New("--listen-peer is required when --cluster has no URL for this --id")
+	}
+	if c.maxMessage <= 0 {
+		return errors.New("--max-message-bytes must be positive")
+	}
+	if c.requestTimeout <= 0 {
+		return errors.New("--request-timeout must be positive")
+	}
+	return nil
+}
+
+func newLogger(level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.Encoding = "console"
+	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	zc.DisableStacktrace = true
+	return zc.Build()
+}
+
+func main() {
+	c, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "raftq:", err)
+		os.Exit(2)
+	}
+	lg, err := newLogger(c.logLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "raftq:", err)
+		os.Exit(2)
+	}
+	c.raft.Logger = lg.Named("raftnode")
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, c, lg); err != nil {
+		lg.Error("raftq stopped on an error", zap.Error(err))
+		lg.Sync()
+		os.Exit(1)
+	}
+	lg.Info("raftq stopped cleanly")
+	lg.Sync()
+}
+
+// run serves until ctx ends (a signal) or the node fails.
+func run(ctx context.Context, c config, lg *zap.Logger) error {
+	store, err := wal.Open(lg.Named("wal"), c.dataDir, c.raft.ID)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	fsm := queuefsm.New()
+	node, err := raftnode.New(c.raft, store, fsm)
+	if err != nil {
+		return err
+	}
+	peerL, err := net.Listen("tcp", c.listenPeer)
+	if err != nil {
+		return fmt.Errorf("peer listener: %w", err)
+	}
+	apiL, err := net.Listen("tcp", c.apiAddr)
+	if err != nil {
+		peerL.Close()
+		return fmt.Errorf("api listener: %w", err)
+	}
+	svc := &service{node: node, fsm: fsm}
+	api := &http.Server{
+		Handler:           httpapi.NewRouter(svc, svc, lg.Named("http"), httpapi.Options{MaxMessageBytes: c.maxMessage, RequestTimeout: c.requestTimeout}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      c.requestTimeout + 30*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	// Peer streams are long-lived HTTP responses, so the peer server has no
+	// write timeout (as in etcd); reads and idle connections are bounded.
+	peer := &http.Server{
+		Handler:           node.PeerHandler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+	}
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- serve(peer, peerL, "peer") }()
+	go func() { serveErr <- serve(api, apiL, "api") }()
+
+	nodeCtx, stopNode := context.WithCancel(context.Background())
+	nodeErr := make(chan error, 1)
+	go func() { nodeErr <- node.Run(nodeCtx) }()
+	lg.Info("raftq serving", zap.Uint64("id", c.raft.ID), zap.String("api", c.apiAddr),
+		zap.String("peer", c.listenPeer), zap.String("data-dir", c.dataDir))
+
+	var failure error
+	select {
+	case <-ctx.Done():
+		lg.Info("signal received; shutting down")
+	case failure = <-nodeErr:
+		nodeErr <- failure
+	case failure = <-serveErr:
+	}
+	// Finish in-flight client requests first, then stop raft, then peers.
+	shutdown(api, 5*time.Second)
+	stopNode()
+	if err := <-nodeErr; err != nil && failure == nil {
+		failure = err
+	}
+	shutdown(peer, time.Second)
+	return failure
+}
+
+func serve(s *http.Server, l net.Listener, name string) error {
+	if err := s.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("%s server: %w", name, err)
+	}
+	return nil
+}
+
+func shutdown(s *http.Server, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		s.Close()
+	}
+}

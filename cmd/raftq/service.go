@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/raftq/raftq/httpapi"
+	"github.com/raftq/raftq/queuefsm"
+	"github.com/raftq/raftq/raftnode"
+)
+
+// service implements httpapi.Queue and httpapi.Cluster over a raft node and
+// the queue state machine it replicates.
+type service struct {
+	node *raftnode.Node
+	fsm  *queuefsm.FSM
+}
+
+func (s *service) Enqueue(ctx context.Context, queue, contentType string, body []byte) (uint64, httpapi.LogPosition, error) {
+	if err := queuefsm.ValidateName(queue); err != nil {
+		return 0, httpapi.LogPosition{}, fmt.Errorf("%w: %w", httpapi.ErrInvalid, err)
+	}
+	a, err := s.node.Propose(ctx, queuefsm.EncodeEnqueue(queue, contentType, body))
+	if err != nil {
+		return 0, httpapi.LogPosition{}, unavailable(err)
+	}
+	r, err := result[queuefsm.EnqueueResult](a)
+	return r.ID, position(a), err
+}
+
+func (s *service) Dequeue(ctx context.Context, queue string) (httpapi.Message, bool, httpapi.LogPosition, error) {
+	if err := queuefsm.ValidateName(queue); err != nil {
+		return httpapi.Message{}, false, httpapi.LogPosition{}, fmt.Errorf("%w: %w", httpapi.ErrInvalid, err)
+	}
+	a, err := s.node.Propose(ctx, queuefsm.EncodeDequeue(queue))
+	if err != nil {
+		return httpapi.Message{}, false, httpapi.LogPosition{}, unavailable(err)
+	}
+	r, err := result[queuefsm.DequeueResult](a)
+	m := r.Message
+	return httpapi.Message{ID: m.ID, ContentType: m.ContentType, Body: m.Body}, r.Found, position(a), err
+}
+
+func (s *service) Queues(ctx context.Context) ([]httpapi.QueueInfo, error) {
+	if err := s.node.ReadBarrier(ctx); err != nil {
+		return nil, unavailable(err)
+	}
+	var out []httpapi.QueueInfo
+	s.node.View(func() {
+		for _, q := range s.fsm.Queues() {
+			out = append(out, httpapi.QueueInfo{Name: q.Name, Depth: q.Depth})
+		}
+	})
+	return out, nil
+}
+
+func (s *service) Nodes(ctx context.Context) (httpapi.Nodes, error) {
+	if err := s.node.ReadBarrier(ctx); err != nil {
+		return httpapi.Nodes{}, unavailable(err)
+	}
+	st := s.node.Status()
+	out := httpapi.Nodes{Leader: st.Leader, Nodes: []httpapi.Node{}}
+	for _, m := range st.Members {
+		out.Nodes = append(out.Nodes, httpapi.Node{ID: m.ID, PeerURLs: m.PeerURLs, IsLeader: m.ID == st.Leader})
+	}
+	return out, nil
+}
+
+func position(a raftnode.Applied) httpapi.LogPosition {
+	return httpapi.LogPosition{Index: a.Index, Term: a.Term}
+}
+
+// result unpacks the state machine's answer. An error answer means the
+// command was refused identically on every replica.
+func result[T any](a raftnode.Applied) (T, error) {
+	var zero T
+	switch r := a.Result.(type) {
+	case T:
+		return r, nil
+	case error:
+		if errors.Is(r, queuefsm.ErrInvalidName) {
+			return zero, fmt.Errorf("%w: %w", httpapi.ErrInvalid, r)
+		}
+		return zero, r
+	default:
+		return zero, fmt.Errorf("raftq: unexpected state machine result %T", a.Result)
+	}
+}
+
+// unavailable marks raft-level failures (no leader, deadline, stopping).
+func unavailable(err error) error {
+	return fmt.Errorf("%w: %w", httpapi.ErrUnavailable, err)
+}
