@@ -60,20 +60,25 @@ func hasConfChange(ents []*raftpb.Entry) bool {
 
 // send hands messages to the transport. An outgoing snapshot carries the
 // current ConfState: the one stored with it can predate later conf changes.
+// Ready's slice and messages stay untouched (rule 9): a patched copy is sent.
 func (n *Node) send(msgs []*raftpb.Message) {
+	out := msgs
 	for i, m := range msgs {
 		if m.GetType() != raftpb.MsgSnap {
 			continue
 		}
+		if &out[0] == &msgs[0] {
+			out = append([]*raftpb.Message(nil), msgs...)
+		}
 		s := m.GetSnapshot()
-		// Replace the pointer, never mutate: the snapshot is shared with storage.
-		patched := proto.CloneOf(m)
-		patched.Snapshot = &raftpb.Snapshot{Data: s.GetData(), Metadata: &raftpb.SnapshotMetadata{
-			Index: new(s.GetMetadata().GetIndex()), Term: new(s.GetMetadata().GetTerm()), ConfState: n.confState,
-		}}
-		msgs[i] = patched
+		// A new message and snapshot (raft's MsgSnap carries only these
+		// fields); the data is shared, read-only.
+		out[i] = &raftpb.Message{Type: m.Type, To: m.To, From: m.From, Term: m.Term,
+			Snapshot: &raftpb.Snapshot{Data: s.GetData(), Metadata: &raftpb.SnapshotMetadata{
+				Index: new(s.GetMetadata().GetIndex()), Term: new(s.GetMetadata().GetTerm()), ConfState: n.confState,
+			}}}
 	}
-	n.transport.Send(msgs)
+	n.transport.Send(out)
 }
 
 func (n *Node) resolveReads(states []raft.ReadState) {
