@@ -231,3 +231,24 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("read without quorum: %d %s", r.status, r.body)
 	}
 }
+
+// TestGracefulLeaderStop: SIGTERM on the leader hands leadership over, so
+// writes through the other nodes keep succeeding without a 503.
+func TestGracefulLeaderStop(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 3, "--request-timeout", "3s")
+	l := c.leader()
+	mustEnqueue(t, c.procs[l], "q", "before")
+	c.terminate(l)
+	for _, i := range []int{(l + 1) % 3, (l + 2) % 3} {
+		mustEnqueue(t, c.procs[i], "q", fmt.Sprint("after-", i))
+	}
+	logb, _ := os.ReadFile(c.procs[l].logPath)
+	if !strings.Contains(string(logb), "leadership handed over") {
+		t.Fatalf("stopped leader did not hand over leadership")
+	}
+	c.start(l)
+	if got := drain(t, c.procs[l], "q"); len(got) != 3 || got[0] != "before" {
+		t.Fatalf("queue after restart: %v", got)
+	}
+}

@@ -167,6 +167,8 @@ func (n *Node) Run(ctx context.Context) error {
 
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
+	done := ctx.Done()
+	var handoff <-chan time.Time // set while handing leadership over on stop
 	for {
 		select {
 		case <-ticker.C:
@@ -175,12 +177,44 @@ func (n *Node) Run(ctx context.Context) error {
 			if err := n.handleReady(rd); err != nil {
 				return err
 			}
+			if lead := n.lead.Load(); handoff != nil && lead != n.cfg.ID && lead != raft.None {
+				n.lg.Info("leadership handed over; stopping")
+				return nil
+			}
 		case err := <-n.transport.ErrorC:
 			return fmt.Errorf("raftnode: transport: %w", err)
-		case <-ctx.Done():
+		case <-done:
+			done = nil
+			target := n.handoffTarget()
+			if target == 0 {
+				return nil
+			}
+			// A leader that just vanished leaves followers forwarding
+			// proposals into the void until they time out; hand over first.
+			n.lg.Info("transferring leadership before stopping", zap.Uint64("to", target))
+			n.raft.TransferLeadership(context.Background(), n.cfg.ID, target)
+			handoff = time.After(2 * time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval)
+		case <-handoff:
+			n.lg.Warn("leadership transfer did not finish; stopping anyway")
 			return nil
 		}
 	}
+}
+
+// handoffTarget returns the most up-to-date voter to lead after this node
+// stops, or 0 when this node is not the leader or has no peer to hand to.
+func (n *Node) handoffTarget() uint64 {
+	st := n.raft.Status()
+	if st.RaftState != raft.StateLeader {
+		return 0
+	}
+	var target, best uint64
+	for id, pr := range st.Progress {
+		if id != n.cfg.ID && !pr.IsLearner && pr.Match >= best && pr.RecentActive {
+			target, best = id, pr.Match
+		}
+	}
+	return target
 }
 
 func (n *Node) startRaft() raft.Node {

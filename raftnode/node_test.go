@@ -269,3 +269,25 @@ func TestNoQuorumFailsWithinDeadline(t *testing.T) {
 		t.Fatalf("read barrier without quorum: %v", err)
 	}
 }
+
+func TestStoppingLeaderHandsOver(t *testing.T) {
+	c := newCluster(t, 3, 1000)
+	l := c.leader()
+	enqueue(t, c.members[l].node, "q", "before")
+	c.stop(l) // returns once another node leads
+	for i, m := range c.members {
+		if m == nil {
+			continue
+		}
+		if lead := m.node.Status().Leader; lead == uint64(l+1) {
+			t.Fatalf("node %d still follows the stopped leader %d", i+1, lead)
+		}
+	}
+	// Without the handover a proposal forwarded to the stopped leader is lost
+	// and times out; with it, the next write succeeds at once.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := c.members[(l+1)%3].node.Propose(ctx, queuefsm.EncodeEnqueue("q", "", []byte("after"))); err != nil {
+		t.Fatalf("write right after the leader stopped: %v", err)
+	}
+}
