@@ -19,6 +19,13 @@ type memberContext struct {
 	PeerURLs []string `json:"peer_urls"`
 }
 
+// contextFor encodes the conf-change context of a member with these peer
+// URLs (marshalling a slice of strings cannot fail).
+func contextFor(peerURLs ...string) []byte {
+	b, _ := json.Marshal(memberContext{PeerURLs: peerURLs})
+	return b
+}
+
 // membership is replicated state kept beside the queue state machine: it is
 // changed only by applying conf changes and restored from snapshots, so
 // every node agrees on it at every index.

@@ -66,7 +66,6 @@ type Applied struct {
 
 // Status is a point-in-time view of the node.
 type Status struct {
-	ID      uint64
 	Leader  uint64 // 0 when none is known
 	Applied uint64
 	Members []Member
@@ -240,8 +239,7 @@ func (n *Node) startRaft() raft.Node {
 	}
 	peers := make([]raft.Peer, len(n.cfg.Peers))
 	for i, u := range n.cfg.Peers {
-		ctx, _ := jsonContext(u)
-		peers[i] = raft.Peer{ID: uint64(i + 1), Context: ctx}
+		peers[i] = raft.Peer{ID: uint64(i + 1), Context: contextFor(u)}
 	}
 	n.lg.Info("bootstrapping new cluster", zap.Strings("peers", n.cfg.Peers))
 	return raft.StartNode(c, peers)
@@ -377,5 +375,5 @@ func (n *Node) Status() Status {
 	n.mu.RLock()
 	members := n.members.list()
 	n.mu.RUnlock()
-	return Status{ID: n.cfg.ID, Leader: n.lead.Load(), Applied: n.applied.Load(), Members: members}
+	return Status{Leader: n.lead.Load(), Applied: n.applied.Load(), Members: members}
 }

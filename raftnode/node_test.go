@@ -27,7 +27,6 @@ var testLogger = zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelo
 // on a loopback listener.
 type member struct {
 	id     uint64
-	dir    string
 	node   *raftnode.Node
 	fsm    *queuefsm.FSM
 	store  *wal.Store
@@ -96,7 +95,7 @@ func (c *cluster) start(i int) {
 	srv := &http.Server{Handler: node.PeerHandler(), ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(l)
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &member{id: id, dir: c.dirs[i], node: node, fsm: fsm, store: store, cancel: cancel, done: make(chan error, 1), srv: srv}
+	m := &member{id: id, node: node, fsm: fsm, store: store, cancel: cancel, done: make(chan error, 1), srv: srv}
 	go func() { m.done <- node.Run(ctx) }()
 	c.members[i] = m
 }

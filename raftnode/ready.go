@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"go.etcd.io/etcd/client/pkg/v3/types"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
@@ -62,13 +63,13 @@ func hasConfChange(ents []*raftpb.Entry) bool {
 // current ConfState: the one stored with it can predate later conf changes.
 // Ready's slice and messages stay untouched (rule 9): a patched copy is sent.
 func (n *Node) send(msgs []*raftpb.Message) {
-	out := msgs
+	out, copied := msgs, false
 	for i, m := range msgs {
 		if m.GetType() != raftpb.MsgSnap {
 			continue
 		}
-		if &out[0] == &msgs[0] {
-			out = append([]*raftpb.Message(nil), msgs...)
+		if !copied {
+			out, copied = append([]*raftpb.Message(nil), msgs...), true
 		}
 		s := m.GetSnapshot()
 		// A new message and snapshot (raft's MsgSnap carries only these
@@ -156,7 +157,7 @@ func (n *Node) applyMembership(cc *raftpb.ConfChange) {
 	case raftpb.ConfChangeRemoveNode:
 		n.members.remove(id)
 		if id != n.cfg.ID {
-			n.transport.RemovePeer(typesID(id))
+			n.transport.RemovePeer(types.ID(id))
 		}
 	}
 }
@@ -165,7 +166,7 @@ func (n *Node) addPeer(m Member) {
 	if m.ID == n.cfg.ID || len(m.PeerURLs) == 0 {
 		return
 	}
-	n.transport.AddPeer(typesID(m.ID), m.PeerURLs) // no-op when known
+	n.transport.AddPeer(types.ID(m.ID), m.PeerURLs) // no-op when known
 }
 
 // restore replaces the state machine and membership with a snapshot's.

@@ -2,9 +2,7 @@ package raftnode
 
 import (
 	"context"
-	"encoding/json"
 
-	"go.etcd.io/etcd/client/pkg/v3/types"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -54,11 +52,4 @@ func (n *Node) isRunning() bool {
 	default:
 		return false
 	}
-}
-
-func typesID(id uint64) types.ID { return types.ID(id) }
-
-// jsonContext encodes a member's conf-change context.
-func jsonContext(peerURLs ...string) ([]byte, error) {
-	return json.Marshal(memberContext{PeerURLs: peerURLs})
 }

@@ -37,7 +37,6 @@ type Store struct {
 	mem         *raft.MemoryStorage
 	existed     bool
 	snapshot    *raftpb.Snapshot
-	hardState   *raftpb.HardState
 }
 
 // Open opens the data directory of node id, creating it when it does not
@@ -106,7 +105,6 @@ func (s *Store) replay(meta []byte) error {
 	if err := s.mem.Append(ents); err != nil {
 		return fmt.Errorf("wal: append replayed entries: %w", err)
 	}
-	s.hardState = hs
 	return nil
 }
 
@@ -144,9 +142,6 @@ func (s *Store) Storage() *raft.MemoryStorage { return s.mem }
 
 // Snapshot is the snapshot found by Open, or nil.
 func (s *Store) Snapshot() *raftpb.Snapshot { return s.snapshot }
-
-// HardState is the hard state found by Open, or nil on a fresh directory.
-func (s *Store) HardState() *raftpb.HardState { return s.hardState }
 
 // Save makes one Ready's state durable, in the order raft requires: the
 // snapshot file, the WAL snapshot record, entries then HardState (fsynced

@@ -74,7 +74,7 @@ func TestSaveReplayRoundTrip(t *testing.T) {
 		t.Fatal("reopened dir not reported as existing")
 	}
 	checkEntries(t, s, 1, 8)
-	if hs := s.HardState(); hs.GetCommit() != 8 || hs.GetTerm() != 2 {
+	if hs, _, _ := s.Storage().InitialState(); hs.GetCommit() != 8 || hs.GetTerm() != 2 {
 		t.Fatalf("hard state %v", hs)
 	}
 }
@@ -123,8 +123,8 @@ func TestTornTailIsRepaired(t *testing.T) {
 	s = mustOpen(t, dir)
 	defer s.Close()
 	checkEntries(t, s, 1, 12) // entries before the torn record survive
-	if c := s.HardState().GetCommit(); c != 10 {
-		t.Fatalf("commit after repair = %d, want 10 (the last whole hard state)", c)
+	if hs, _, _ := s.Storage().InitialState(); hs.GetCommit() != 10 {
+		t.Fatalf("commit after repair = %d, want 10 (the last whole hard state)", hs.GetCommit())
 	}
 	if _, err := os.Stat(path + ".broken"); err != nil {
 		t.Fatalf("no copy of the broken segment kept: %v", err)

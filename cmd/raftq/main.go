@@ -172,18 +172,21 @@ func run(ctx context.Context, c config, lg *zap.Logger) error {
 		zap.String("peer", c.listenPeer), zap.String("data-dir", c.dataDir))
 
 	var failure error
+	nodeDone := false
 	select {
 	case <-ctx.Done():
 		lg.Info("signal received; shutting down")
 	case failure = <-nodeErr:
-		nodeErr <- failure
+		nodeDone = true
 	case failure = <-serveErr:
 	}
 	// Finish in-flight client requests first, then stop raft, then peers.
 	shutdown(api, 5*time.Second)
 	stopNode()
-	if err := <-nodeErr; err != nil && failure == nil {
-		failure = err
+	if !nodeDone {
+		if err := <-nodeErr; err != nil && failure == nil {
+			failure = err
+		}
 	}
 	shutdown(peer, time.Second)
 	return failure

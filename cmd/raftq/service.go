@@ -18,8 +18,8 @@ type service struct {
 }
 
 func (s *service) Enqueue(ctx context.Context, queue, contentType string, body []byte) (uint64, httpapi.LogPosition, error) {
-	if err := queuefsm.ValidateName(queue); err != nil {
-		return 0, httpapi.LogPosition{}, fmt.Errorf("%w: %w", httpapi.ErrInvalid, err)
+	if err := checkName(queue); err != nil {
+		return 0, httpapi.LogPosition{}, err
 	}
 	a, err := s.node.Propose(ctx, queuefsm.EncodeEnqueue(queue, contentType, body))
 	if err != nil {
@@ -30,8 +30,8 @@ func (s *service) Enqueue(ctx context.Context, queue, contentType string, body [
 }
 
 func (s *service) Dequeue(ctx context.Context, queue string) (httpapi.Message, bool, httpapi.LogPosition, error) {
-	if err := queuefsm.ValidateName(queue); err != nil {
-		return httpapi.Message{}, false, httpapi.LogPosition{}, fmt.Errorf("%w: %w", httpapi.ErrInvalid, err)
+	if err := checkName(queue); err != nil {
+		return httpapi.Message{}, false, httpapi.LogPosition{}, err
 	}
 	a, err := s.node.Propose(ctx, queuefsm.EncodeDequeue(queue))
 	if err != nil {
@@ -65,6 +65,15 @@ func (s *service) Nodes(ctx context.Context) (httpapi.Nodes, error) {
 		out.Nodes = append(out.Nodes, httpapi.Node{ID: m.ID, PeerURLs: m.PeerURLs, IsLeader: m.ID == st.Leader})
 	}
 	return out, nil
+}
+
+// checkName refuses an invalid queue name before it costs a log entry; the
+// state machine checks again, deterministically, when applying.
+func checkName(queue string) error {
+	if err := queuefsm.ValidateName(queue); err != nil {
+		return fmt.Errorf("%w: %w", httpapi.ErrInvalid, err)
+	}
+	return nil
 }
 
 func position(a raftnode.Applied) httpapi.LogPosition {
