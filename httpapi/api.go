@@ -15,6 +15,10 @@ var (
 	// ErrUnavailable: no quorum, no leader, or the deadline passed (503).
 	// For a write the outcome may be unknown; the message says which.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrNotApplied, wrapped with ErrUnavailable: the write was never
+	// appended to the log, so it definitely did not happen and is safe to
+	// retry. A 503 without it leaves the outcome of a write unknown.
+	ErrNotApplied = errors.New("not applied")
 )
 
 // Message is a message as stored.
@@ -59,7 +63,19 @@ type Nodes struct {
 	Nodes  []Node `json:"nodes"`
 }
 
+// LocalState is what one node has applied, read locally without any
+// barrier: GET /debug/state. Nodes that applied the same index must show
+// the same hash.
+type LocalState struct {
+	ID      uint64 `json:"id"`
+	Leader  uint64 `json:"leader"`
+	Applied uint64 `json:"applied"`
+	// Hash is the SHA-256 of the state machine's snapshot bytes at Applied.
+	Hash string `json:"hash"`
+}
+
 // Cluster is the membership view.
 type Cluster interface {
 	Nodes(ctx context.Context) (Nodes, error)
+	LocalState() (LocalState, error)
 }

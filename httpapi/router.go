@@ -12,6 +12,8 @@ import (
 
 	"github.com/gorilla/mux"
 	"go.uber.org/zap"
+
+	"github.com/raftq/raftq/internal/failpoint"
 )
 
 // Limits and defaults of the API (documented in the README).
@@ -54,6 +56,7 @@ func NewRouter(q Queue, c Cluster, lg *zap.Logger, opts Options) http.Handler {
 	r.HandleFunc("/queues/{queue}", a.dequeue).Methods(http.MethodGet)
 	m := r.PathPrefix("/mgmt").Subrouter()
 	m.HandleFunc("/nodes", a.nodes).Methods(http.MethodGet)
+	r.HandleFunc("/debug/state", a.localState).Methods(http.MethodGet)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for %s", r.URL.Path))
 	})
@@ -85,9 +88,10 @@ func (a *api) enqueue(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	id, pos, err := a.q.Enqueue(ctx, queue, ct, body)
 	if err != nil {
-		a.fail(w, err)
+		a.failWrite(w, err)
 		return
 	}
+	failpoint.Inject(failpoint.APIBeforeRespond)
 	setPosition(w, pos)
 	w.Header().Set("Location", fmt.Sprintf("/queues/%s/messages/%d", queue, id))
 	writeJSON(w, http.StatusCreated, struct {
@@ -122,9 +126,10 @@ func (a *api) dequeue(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	m, found, pos, err := a.q.Dequeue(ctx, mux.Vars(r)["queue"])
 	if err != nil {
-		a.fail(w, err)
+		a.failWrite(w, err)
 		return
 	}
+	failpoint.Inject(failpoint.APIBeforeRespond)
 	setPosition(w, pos)
 	if !found {
 		w.WriteHeader(http.StatusNoContent)
@@ -164,6 +169,15 @@ func (a *api) nodes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ns)
 }
 
+func (a *api) localState(w http.ResponseWriter, r *http.Request) {
+	st, err := a.c.LocalState()
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
 func setPosition(w http.ResponseWriter, pos LogPosition) {
 	w.Header().Set("Raft-Index", strconv.FormatUint(pos.Index, 10))
 	w.Header().Set("Raft-Term", strconv.FormatUint(pos.Term, 10))
@@ -182,6 +196,24 @@ func statusFor(err error) int {
 }
 
 func (a *api) fail(w http.ResponseWriter, err error) {
+	a.failOutcome(w, err, "")
+}
+
+// failWrite answers a failed write. A 503 says in "outcome" whether the
+// write was "not_applied" (safe to retry) or is "unknown" (it may still
+// commit; a retry can duplicate it).
+func (a *api) failWrite(w http.ResponseWriter, err error) {
+	outcome := ""
+	if statusFor(err) == http.StatusServiceUnavailable {
+		outcome = "unknown"
+		if errors.Is(err, ErrNotApplied) {
+			outcome = "not_applied"
+		}
+	}
+	a.failOutcome(w, err, outcome)
+}
+
+func (a *api) failOutcome(w http.ResponseWriter, err error, outcome string) {
 	status := statusFor(err)
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
@@ -189,13 +221,17 @@ func (a *api) fail(w http.ResponseWriter, err error) {
 	if status >= 500 {
 		a.lg.Warn("request failed", zap.Int("status", status), zap.Error(err))
 	}
-	writeError(w, status, err.Error())
+	writeJSON(w, status, errorBody{Error: err.Error(), Outcome: outcome})
+}
+
+// errorBody is every error answer's JSON.
+type errorBody struct {
+	Error   string `json:"error"`
+	Outcome string `json:"outcome,omitempty"`
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, struct {
-		Error string `json:"error"`
-	}{msg})
+	writeJSON(w, status, errorBody{Error: msg})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -31,6 +31,9 @@ func (f *fakeQueue) Queues(ctx context.Context) ([]QueueInfo, error) { return f.
 type fakeCluster func(ctx context.Context) (Nodes, error)
 
 func (f fakeCluster) Nodes(ctx context.Context) (Nodes, error) { return f(ctx) }
+func (f fakeCluster) LocalState() (LocalState, error) {
+	return LocalState{ID: 2, Leader: 1, Applied: 42, Hash: "c0ffee"}, nil
+}
 
 func serve(t *testing.T, q Queue, c Cluster, req *http.Request) *httptest.ResponseRecorder {
 	t.Helper()
@@ -39,7 +42,7 @@ func serve(t *testing.T, q Queue, c Cluster, req *http.Request) *httptest.Respon
 	return rec
 }
 
-func errorBody(t *testing.T, rec *httptest.ResponseRecorder) string {
+func errorMessage(t *testing.T, rec *httptest.ResponseRecorder) string {
 	t.Helper()
 	var e struct{ Error string }
 	if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error == "" {
@@ -105,7 +108,7 @@ func TestEnqueueTooLarge(t *testing.T) {
 		if rec.Code != http.StatusRequestEntityTooLarge {
 			t.Fatalf("%s: status %d", name, rec.Code)
 		}
-		errorBody(t, rec)
+		errorMessage(t, rec)
 		if called {
 			t.Fatalf("%s: an oversized message was stored", name)
 		}
@@ -185,9 +188,53 @@ func TestErrors(t *testing.T) {
 			t.Errorf("%s %s: status %d, want %d", c.req.Method, c.req.URL.Path, rec.Code, c.status)
 			continue
 		}
-		errorBody(t, rec)
+		errorMessage(t, rec)
 		if c.status == http.StatusServiceUnavailable && rec.Header().Get("Retry-After") == "" {
 			t.Errorf("503 without Retry-After")
 		}
+	}
+}
+
+// A failed write's 503 tells a client whether it may safely retry.
+func TestWriteOutcome(t *testing.T) {
+	for _, c := range []struct {
+		err     error
+		outcome string
+	}{
+		{fmt.Errorf("%w: %w: no leader", ErrUnavailable, ErrNotApplied), "not_applied"},
+		{fmt.Errorf("%w: deadline", ErrUnavailable), "unknown"},
+	} {
+		q := &fakeQueue{
+			enqueue: func(context.Context, string, string, []byte) (uint64, LogPosition, error) {
+				return 0, LogPosition{}, c.err
+			},
+			dequeue: func(context.Context, string) (Message, bool, LogPosition, error) {
+				return Message{}, false, LogPosition{}, c.err
+			},
+		}
+		for _, req := range []*http.Request{
+			httptest.NewRequest(http.MethodPost, "/queues/q", strings.NewReader("x")),
+			httptest.NewRequest(http.MethodGet, "/queues/q", nil),
+		} {
+			rec := serve(t, q, nil, req)
+			var body struct{ Error, Outcome string }
+			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != http.StatusServiceUnavailable {
+				t.Fatalf("%s: status %d body %q", req.Method, rec.Code, rec.Body)
+			}
+			if body.Outcome != c.outcome {
+				t.Errorf("%s with %v: outcome %q, want %q", req.Method, c.err, body.Outcome, c.outcome)
+			}
+		}
+	}
+}
+
+func TestDebugState(t *testing.T) {
+	rec := serve(t, nil, fakeCluster(nil), httptest.NewRequest(http.MethodGet, "/debug/state", nil))
+	var st LocalState
+	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil || rec.Code != http.StatusOK {
+		t.Fatalf("status %d body %q", rec.Code, rec.Body)
+	}
+	if st != (LocalState{ID: 2, Leader: 1, Applied: 42, Hash: "c0ffee"}) {
+		t.Errorf("state %+v", st)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/client/pkg/v3/types"
 	"go.etcd.io/etcd/pkg/v3/idutil"
 	"go.etcd.io/etcd/pkg/v3/wait"
@@ -129,6 +130,7 @@ func New(cfg Config, store Storage, sm StateMachine) (*Node, error) {
 		ServerStats: stats.NewServerStats(id, id),
 		LeaderStats: stats.NewLeaderStats(cfg.Logger, id),
 		ErrorC:      make(chan error, 1),
+		TLSInfo:     transport.TLSInfo{LocalAddr: cfg.PeerLocalAddr},
 	}
 	if err := n.transport.Start(); err != nil {
 		return nil, fmt.Errorf("raftnode: start transport: %w", err)
@@ -369,6 +371,14 @@ func (n *Node) View(fn func()) {
 	defer n.mu.RUnlock()
 	fn()
 }
+
+// Applied is the index of the last entry applied to the state machine. It
+// takes no lock, so it may be called inside View, where it matches the
+// state fn sees.
+func (n *Node) Applied() uint64 { return n.applied.Load() }
+
+// ID is this node's id.
+func (n *Node) ID() uint64 { return n.cfg.ID }
 
 // Status reports the leader, the applied index and the members.
 func (n *Node) Status() Status {

@@ -9,6 +9,8 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/raftq/raftq/internal/failpoint"
 )
 
 // handleReady processes one Ready in the order raft's README requires
@@ -19,9 +21,11 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	}
 	// 1. Persist: snapshot file, WAL snapshot record, entries, HardState
 	//    (fsync), then the in-memory log. Nothing below may run before this.
+	failpoint.Inject(failpoint.RaftBeforeSave)
 	if err := n.store.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
 		return fmt.Errorf("raftnode: persist ready: %w", err)
 	}
+	failpoint.Inject(failpoint.RaftAfterSave)
 	// 2. A received snapshot replaces the state machine before any entry.
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		if err := n.restore(rd.Snapshot); err != nil {
@@ -36,8 +40,12 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		n.send(rd.Messages)
 	}
 	// 4. Apply committed entries, in order.
-	if err := n.apply(rd.CommittedEntries); err != nil {
-		return err
+	if len(rd.CommittedEntries) > 0 {
+		failpoint.Inject(failpoint.RaftBeforeApply)
+		if err := n.apply(rd.CommittedEntries); err != nil {
+			return err
+		}
+		failpoint.Inject(failpoint.RaftAfterApply)
 	}
 	if afterApply {
 		n.send(rd.Messages)

@@ -17,6 +17,8 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
+
+	"github.com/raftq/raftq/internal/failpoint"
 )
 
 // keepFiles is how many snapshot files and released WAL segments are kept
@@ -181,12 +183,15 @@ func (s *Store) CreateSnapshot(idx, compactTo uint64, cs *raftpb.ConfState, data
 	if err != nil {
 		return fmt.Errorf("wal: create snapshot at %d: %w", idx, err)
 	}
+	failpoint.Inject(failpoint.RaftBeforeSaveSnap)
 	if err := s.saveSnapshot(snapshot); err != nil {
 		return err
 	}
+	failpoint.Inject(failpoint.RaftAfterSaveSnap)
 	if err := s.release(idx); err != nil {
 		return err
 	}
+	failpoint.Inject(failpoint.WALAfterRelease)
 	if compactTo == 0 {
 		return nil
 	}

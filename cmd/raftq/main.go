@@ -45,6 +45,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.cluster, "cluster", "http://127.0.0.1:12379", "peer URLs of the initial members in id order, comma-separated")
 	fs.StringVar(&c.apiAddr, "api-addr", "127.0.0.1:12380", "client API listen address HOST:PORT")
 	fs.StringVar(&c.listenPeer, "listen-peer", "", "peer listen address HOST:PORT (default: the host:port of this node's URL in --cluster)")
+	fs.StringVar(&c.raft.PeerLocalAddr, "peer-local-addr", "", "local IP address to make outgoing peer connections from (default: any)")
 	fs.StringVar(&c.dataDir, "data-dir", "", "directory for the WAL and snapshots (default raftq-<id>)")
 	fs.BoolVar(&c.raft.Join, "join", false, "join an existing cluster as a new member instead of bootstrapping one")
 	fs.Uint64Var(&c.raft.SnapshotCount, "snapshot-count", raftnode.DefaultSnapshotCount, "applied entries between snapshots")

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -97,7 +99,29 @@ func result[T any](a raftnode.Applied) (T, error) {
 	}
 }
 
-// unavailable marks raft-level failures (no leader, deadline, stopping).
+// unavailable marks raft-level failures (no leader, deadline, stopping),
+// and says when a write definitely did not happen.
 func unavailable(err error) error {
+	if errors.Is(err, raftnode.ErrNoLeader) {
+		return fmt.Errorf("%w: %w: %w", httpapi.ErrUnavailable, httpapi.ErrNotApplied, err)
+	}
 	return fmt.Errorf("%w: %w", httpapi.ErrUnavailable, err)
+}
+
+// LocalState hashes the state machine at this node's applied index.
+func (s *service) LocalState() (httpapi.LocalState, error) {
+	var (
+		data    []byte
+		applied uint64
+		err     error
+	)
+	s.node.View(func() {
+		applied = s.node.Applied()
+		data, err = s.fsm.Snapshot()
+	})
+	if err != nil {
+		return httpapi.LocalState{}, fmt.Errorf("raftq: snapshot for state hash: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	return httpapi.LocalState{ID: s.node.ID(), Leader: s.node.Status().Leader, Applied: applied, Hash: hex.EncodeToString(sum[:])}, nil
 }

@@ -1,0 +1,97 @@
+package chaos
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+var (
+	binary    string // raftq built with failpoints, once per test binary
+	seedFlag  = flag.Uint64("chaos.seed", 0, "replay every scenario with this seed (0: a new seed each run)")
+	keepFlag  = flag.Bool("chaos.keep", false, "keep every scenario's directory, not only failed ones")
+	chaosTime = flag.Duration("chaos.duration", 25*time.Second, "traffic time per scenario")
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "raftq-chaos-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if !testing.Short() {
+		root, _ := filepath.Abs("..")
+		if binary, err = BuildBinary(context.Background(), root, dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func testLogger() *zap.Logger {
+	zc := zap.NewDevelopmentConfig()
+	zc.Level = zap.NewAtomicLevelAt(zapcore.InfoLevel)
+	zc.DisableStacktrace = true
+	lg, _ := zc.Build()
+	return lg
+}
+
+// runScenario plays s with a fresh (printed) or replayed seed and fails the
+// test on any problem, keeping the bundle.
+func runScenario(t *testing.T, s Scenario) *Result {
+	if testing.Short() {
+		t.Skip("fault scenarios take a while; skipped with -short")
+	}
+	seed := *seedFlag
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	if s.Duration == 0 {
+		s.Duration = *chaosTime
+	}
+	dir, err := os.MkdirTemp("", "raftq-chaos-"+s.Name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("scenario %s: seed %d (replay: go test ./chaos -run '%s' -chaos.seed %d)", s.Name, seed, t.Name(), seed)
+	res, err := Run(context.Background(), s, RunConfig{Binary: binary, Dir: dir, Seed: seed, Logger: testLogger()})
+	if err != nil {
+		t.Fatalf("scenario %s (seed %d): harness error: %v; files in %s", s.Name, seed, err, dir)
+	}
+	r := res.Report
+	t.Logf("%s: %d ops %v; lost %d, unexpected %d, duplicates %d, linearizable %s; faults %v; failovers %v",
+		s.Name, r.Ops, r.Counts, r.Lost, r.Unexpected, r.Duplicates, r.Linearizable, res.Stats.Faults, res.Failovers)
+	if !res.OK() {
+		for _, p := range res.Problems {
+			t.Error(p)
+		}
+		t.Fatalf("scenario %s failed with seed %d; bundle kept in %s", s.Name, seed, dir)
+	}
+	if *keepFlag {
+		t.Logf("kept %s", dir)
+	} else {
+		os.RemoveAll(dir)
+	}
+	return res
+}
+
+func seedString(s uint64) string { return strconv.FormatUint(s, 10) }
+
+func TestKill(t *testing.T) {
+	res := runScenario(t, Scenario{Name: "kill", Faults: []string{KillLeader, KillFollower}})
+	if res.Stats.Faults[KillLeader]+res.Stats.Faults[KillFollower] == 0 {
+		t.Fatal("no kill happened")
+	}
+}

@@ -1,0 +1,425 @@
+// Package chaos is raftq's fault suite: it runs real raftq processes on
+// loopback behind fault-injecting proxies, drives a recorded workload
+// through crashes, pauses, partitions, slow links, crash points and disk
+// damage, then heals, drains and checks the history (see Check).
+//
+// The daemon must be built with -tags failpoints for crash points to work;
+// BuildBinary does that.
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// ClusterConfig says how to run a test cluster.
+type ClusterConfig struct {
+	Binary         string // raftq built with -tags failpoints
+	Nodes          int    // 3 or 5
+	Dir            string // data dirs and logs go here
+	Seed           uint64
+	SnapshotCount  int           // default 100: snapshots happen during a run
+	Tick           time.Duration // default 50ms
+	ElectionTicks  int           // default 10
+	RequestTimeout time.Duration // default 2s
+	Logger         *zap.Logger
+}
+
+func (c *ClusterConfig) defaults() {
+	if c.Nodes == 0 {
+		c.Nodes = 3
+	}
+	if c.SnapshotCount == 0 {
+		c.SnapshotCount = 100
+	}
+	if c.Tick == 0 {
+		c.Tick = 50 * time.Millisecond
+	}
+	if c.ElectionTicks == 0 {
+		c.ElectionTicks = 10
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 2 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+}
+
+// ElectionTimeout is how long followers wait for a heartbeat.
+func (c ClusterConfig) ElectionTimeout() time.Duration {
+	return c.Tick * time.Duration(c.ElectionTicks)
+}
+
+// Cluster is a running set of raftq processes and the network between them.
+type Cluster struct {
+	cfg   ClusterConfig
+	Net   *Net
+	nodes []*Node
+	peers string
+	lg    *zap.Logger
+}
+
+// Node is one raftq process (which may be stopped, paused or dead).
+type Node struct {
+	ID      uint64
+	API     string // http://127.0.0.1:port
+	DataDir string
+	LogPath string
+	peer    string // the real peer listener, behind proxy
+	proxy   *Proxy
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+	paused bool
+}
+
+// ErrExited: a node's process ended while it was expected to serve.
+var ErrExited = errors.New("chaos: node exited")
+
+// BuildBinary builds raftq with failpoints compiled in, into dir.
+func BuildBinary(ctx context.Context, moduleRoot, dir string) (string, error) {
+	bin := filepath.Join(dir, "raftq-faults")
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "failpoints", "-o", bin, "./cmd/raftq")
+	cmd.Dir = moduleRoot
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("chaos: build raftq: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// StartCluster starts every node and waits for a leader.
+func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
+	cfg.defaults()
+	c := &Cluster{cfg: cfg, Net: NewNet(cfg.Seed), lg: cfg.Logger}
+	var urls []string
+	for i := 1; i <= cfg.Nodes; i++ {
+		api, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		peer, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		n := &Node{ID: uint64(i), API: "http://" + api, peer: peer,
+			DataDir: filepath.Join(cfg.Dir, fmt.Sprintf("node-%d", i)),
+			LogPath: filepath.Join(cfg.Dir, fmt.Sprintf("node-%d.log", i))}
+		if n.proxy, err = c.Net.Listen(n.ID, peer); err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.nodes = append(c.nodes, n)
+		urls = append(urls, "http://"+n.proxy.Addr())
+	}
+	c.peers = strings.Join(urls, ",")
+	for _, n := range c.nodes {
+		if err := c.Start(ctx, n.ID); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	if _, err := c.WaitLeader(ctx, 30*time.Second); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Config is the configuration the cluster runs with.
+func (c *Cluster) Config() ClusterConfig { return c.cfg }
+
+// Nodes lists every node, in id order.
+func (c *Cluster) Nodes() []*Node { return c.nodes }
+
+// Node returns node id.
+func (c *Cluster) Node(id uint64) *Node { return c.nodes[id-1] }
+
+// Start starts node id on its data dir, with extra environment (such as
+// RAFTQ_FAILPOINTS), and waits until its API port accepts connections.
+func (c *Cluster) Start(ctx context.Context, id uint64, env ...string) error {
+	n := c.Node(id)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd != nil && n.cmd.ProcessState == nil {
+		return fmt.Errorf("chaos: node %d is already running", id)
+	}
+	logf, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(c.cfg.Binary,
+		"--id", strconv.FormatUint(id, 10), "--cluster", c.peers,
+		"--listen-peer", n.peer, "--peer-local-addr", NodeAddr(id),
+		"--api-addr", strings.TrimPrefix(n.API, "http://"), "--data-dir", n.DataDir,
+		"--snapshot-count", strconv.Itoa(c.cfg.SnapshotCount),
+		"--tick", c.cfg.Tick.String(), "--election-ticks", strconv.Itoa(c.cfg.ElectionTicks),
+		"--request-timeout", c.cfg.RequestTimeout.String())
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("chaos: start node %d: %w", id, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); logf.Close(); close(exited) }()
+	n.cmd, n.exited, n.paused = cmd, exited, false
+	c.lg.Info("node started", zap.Uint64("id", id), zap.Strings("env", env))
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return fmt.Errorf("%w: node %d during start: %v", ErrExited, id, cmd.ProcessState)
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		if conn, err := net.DialTimeout("tcp", strings.TrimPrefix(n.API, "http://"), time.Second); err == nil {
+			conn.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("chaos: node %d did not start serving in 20s", id)
+}
+
+// Running reports whether node id's process is alive (paused counts).
+func (c *Cluster) Running(id uint64) bool {
+	n := c.Node(id)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return false
+	}
+	select {
+	case <-n.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// Kill sends SIGKILL to node id and waits until it is gone.
+func (c *Cluster) Kill(id uint64) error {
+	n := c.Node(id)
+	n.mu.Lock()
+	cmd, exited := n.cmd, n.exited
+	n.paused = false
+	n.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-exited:
+		c.lg.Info("node killed", zap.Uint64("id", id))
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("chaos: node %d survived SIGKILL", id)
+	}
+}
+
+// WaitExit waits until node id's process ends by itself and returns its
+// exit code.
+func (c *Cluster) WaitExit(id uint64, timeout time.Duration) (int, error) {
+	n := c.Node(id)
+	n.mu.Lock()
+	cmd, exited := n.cmd, n.exited
+	n.mu.Unlock()
+	if cmd == nil {
+		return 0, fmt.Errorf("chaos: node %d was never started", id)
+	}
+	select {
+	case <-exited:
+		return cmd.ProcessState.ExitCode(), nil
+	case <-time.After(timeout):
+		return 0, fmt.Errorf("chaos: node %d still running after %v", id, timeout)
+	}
+}
+
+// Pause stops node id with SIGSTOP; Resume continues it.
+func (c *Cluster) Pause(id uint64) error  { return c.stopCont(id, syscall.SIGSTOP, true) }
+func (c *Cluster) Resume(id uint64) error { return c.stopCont(id, syscall.SIGCONT, false) }
+
+func (c *Cluster) stopCont(id uint64, sig syscall.Signal, paused bool) error {
+	n := c.Node(id)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.ProcessState != nil {
+		return nil
+	}
+	if err := n.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("chaos: %v node %d: %w", sig, id, err)
+	}
+	n.paused = paused
+	c.lg.Info("node signalled", zap.Uint64("id", id), zap.Stringer("signal", sig))
+	return nil
+}
+
+// HealAll heals the network, resumes paused nodes and restarts dead ones.
+func (c *Cluster) HealAll(ctx context.Context) error {
+	c.Net.Heal()
+	for _, n := range c.nodes {
+		n.mu.Lock()
+		paused := n.paused
+		n.mu.Unlock()
+		if paused {
+			if err := c.Resume(n.ID); err != nil {
+				return err
+			}
+		}
+		if !c.Running(n.ID) {
+			if err := c.Start(ctx, n.ID); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Close kills every node and closes the proxies.
+func (c *Cluster) Close() {
+	for _, n := range c.nodes {
+		if c.Running(n.ID) {
+			c.Kill(n.ID)
+		}
+		if n.proxy != nil {
+			n.proxy.Close()
+		}
+	}
+}
+
+// LocalState is a node's GET /debug/state.
+type LocalState struct {
+	ID      uint64 `json:"id"`
+	Leader  uint64 `json:"leader"`
+	Applied uint64 `json:"applied"`
+	Hash    string `json:"hash"`
+}
+
+var stateClient = &http.Client{Timeout: time.Second}
+
+// State reads node id's local state.
+func (c *Cluster) State(ctx context.Context, id uint64) (LocalState, error) {
+	var st LocalState
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Node(id).API+"/debug/state", nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := stateClient.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("chaos: node %d /debug/state: %s", id, resp.Status)
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// Leader returns the node that considers itself leader and whose claim the
+// most reachable nodes share, or 0.
+func (c *Cluster) Leader(ctx context.Context) uint64 {
+	votes := map[uint64]int{}
+	self := map[uint64]bool{}
+	for _, n := range c.nodes {
+		st, err := c.State(ctx, n.ID)
+		if err != nil {
+			continue
+		}
+		if st.Leader != 0 {
+			votes[st.Leader]++
+		}
+		if st.Leader == st.ID {
+			self[st.ID] = true
+		}
+	}
+	var best uint64
+	for id := range self {
+		if best == 0 || votes[id] > votes[best] {
+			best = id
+		}
+	}
+	return best
+}
+
+// WaitLeader polls until a leader is known to a majority.
+func (c *Cluster) WaitLeader(ctx context.Context, timeout time.Duration) (uint64, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if id := c.Leader(ctx); id != 0 {
+			return id, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return 0, fmt.Errorf("chaos: no leader within %v", timeout)
+}
+
+// ErrDiverged: two nodes applied the same index but hold different state.
+var ErrDiverged = errors.New("chaos: state machines diverged")
+
+// WaitConverged polls until every node answers with the same applied index
+// and then requires identical state hashes.
+func (c *Cluster) WaitConverged(ctx context.Context, timeout time.Duration) ([]LocalState, error) {
+	deadline := time.Now().Add(timeout)
+	var last []LocalState
+	var lastErr error
+	for time.Now().Before(deadline) {
+		last, lastErr = nil, nil
+		for _, n := range c.nodes {
+			st, err := c.State(ctx, n.ID)
+			if err != nil {
+				lastErr = err
+				break
+			}
+			last = append(last, st)
+		}
+		if lastErr == nil && sameApplied(last) {
+			for _, st := range last[1:] {
+				if st.Hash != last[0].Hash {
+					return last, fmt.Errorf("%w at index %d: %+v", ErrDiverged, st.Applied, last)
+				}
+			}
+			return last, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return last, fmt.Errorf("chaos: nodes did not converge within %v: %+v (last error: %v)", timeout, last, lastErr)
+}
+
+func sameApplied(sts []LocalState) bool {
+	for _, st := range sts[1:] {
+		if st.Applied != sts[0].Applied {
+			return false
+		}
+	}
+	return len(sts) > 0
+}

@@ -1,0 +1,390 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/raftq/raftq/internal/failpoint"
+)
+
+// Fault names, as scenarios and raftq-chaos --faults spell them.
+const (
+	KillLeader    = "kill-leader"
+	KillFollower  = "kill-follower"
+	PauseLeader   = "pause-leader"
+	PauseFollower = "pause-follower"
+	IsolateLeader = "isolate-leader"
+	IsolateNode   = "isolate-follower"
+	PartitionHalf = "partition"    // a minority and a majority
+	OneWay        = "one-way"      // one direction of one link
+	SlowLink      = "slow-link"    // delay and loss on one node's links
+	CrashPoint    = "crash-point"  // SIGKILL at a failpoint
+	TornTail      = "torn-tail"    // kill -9, truncate the WAL's last record, restart
+	CorruptWAL    = "corrupt-wal"  // a flipped bit mid-WAL: must refuse to start
+	CorruptSnap   = "corrupt-snap" // a flipped bit in the newest snapshot
+)
+
+// AllFaults lists every fault.
+var AllFaults = []string{KillLeader, KillFollower, PauseLeader, PauseFollower, IsolateLeader, IsolateNode,
+	PartitionHalf, OneWay, SlowLink, CrashPoint, TornTail, CorruptWAL, CorruptSnap}
+
+// nemesis injects faults into a running cluster.
+type nemesis struct {
+	c     *Cluster
+	h     *History
+	rng   *rand.Rand
+	lg    *zap.Logger
+	hold  time.Duration
+	stats *Stats
+}
+
+// Stats counts what the nemesis did.
+type Stats struct {
+	Faults        map[string]int  `json:"faults"`
+	LeaderFaults  []time.Duration `json:"leader_fault_times"` // when a leader was hit, on the history clock
+	CrashesAtPt   int             `json:"crashes_at_failpoints"`
+	Refusals      int             `json:"refused_corrupt_starts"`
+	Repairs       int             `json:"torn_tail_repairs"`
+	SnapFallbacks int             `json:"snapshot_fallbacks"`
+	Problems      []string        `json:"problems,omitempty"`
+}
+
+func (n *nemesis) problem(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	n.lg.Error("nemesis found a problem", zap.String("problem", msg))
+	n.stats.Problems = append(n.stats.Problems, msg)
+}
+
+func (n *nemesis) ids() []uint64 {
+	var out []uint64
+	for _, nd := range n.c.nodes {
+		out = append(out, nd.ID)
+	}
+	return out
+}
+
+func (n *nemesis) leader(ctx context.Context) (uint64, error) {
+	return n.c.WaitLeader(ctx, 20*time.Second)
+}
+
+func (n *nemesis) follower(ctx context.Context) (uint64, error) {
+	l, err := n.leader(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var fs []uint64
+	for _, id := range n.ids() {
+		if id != l {
+			fs = append(fs, id)
+		}
+	}
+	return fs[n.rng.IntN(len(fs))], nil
+}
+
+func (n *nemesis) sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+func (n *nemesis) markLeaderFault() {
+	n.stats.LeaderFaults = append(n.stats.LeaderFaults, n.h.Since())
+}
+
+// inject runs one fault from start to heal.
+func (n *nemesis) inject(ctx context.Context, fault string) error {
+	n.stats.Faults[fault]++
+	n.lg.Info("fault", zap.String("name", fault))
+	switch fault {
+	case KillLeader, KillFollower:
+		id, err := n.pick(ctx, fault == KillLeader)
+		if err != nil {
+			return err
+		}
+		if err := n.c.Kill(id); err != nil {
+			return err
+		}
+		n.sleep(ctx, n.hold)
+		return n.c.Start(ctx, id)
+	case PauseLeader, PauseFollower:
+		id, err := n.pick(ctx, fault == PauseLeader)
+		if err != nil {
+			return err
+		}
+		if err := n.c.Pause(id); err != nil {
+			return err
+		}
+		n.sleep(ctx, n.hold)
+		return n.c.Resume(id)
+	case IsolateLeader, IsolateNode:
+		id, err := n.pick(ctx, fault == IsolateLeader)
+		if err != nil {
+			return err
+		}
+		n.isolate(id)
+		if fault == IsolateLeader {
+			n.checkStepsDown(ctx, id)
+		}
+		n.sleep(ctx, n.hold)
+		n.c.Net.Heal()
+		return nil
+	case PartitionHalf:
+		ids := n.ids()
+		n.rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+		minority := ids[:(len(ids)-1)/2]
+		if l := n.c.Leader(ctx); l != 0 && contains(minority, l) {
+			n.markLeaderFault()
+		}
+		for _, a := range minority {
+			for _, b := range ids[len(minority):] {
+				n.c.Net.Set(Link{a, b}, LinkRule{Cut: true})
+				n.c.Net.Set(Link{b, a}, LinkRule{Cut: true})
+			}
+		}
+		n.lg.Info("partitioned", zap.Any("minority", minority))
+		n.sleep(ctx, n.hold)
+		n.c.Net.Heal()
+		return nil
+	case OneWay:
+		ids := n.ids()
+		n.rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+		n.c.Net.Set(Link{ids[0], ids[1]}, LinkRule{Cut: true})
+		n.lg.Info("one-way cut", zap.Uint64("from", ids[0]), zap.Uint64("to", ids[1]))
+		n.sleep(ctx, n.hold)
+		n.c.Net.Heal()
+		return nil
+	case SlowLink:
+		id := n.ids()[n.rng.IntN(len(n.c.nodes))]
+		rule := LinkRule{Delay: time.Duration(20+n.rng.IntN(130)) * time.Millisecond, Loss: 0.05 + 0.15*n.rng.Float64()}
+		for _, o := range n.ids() {
+			if o != id {
+				n.c.Net.Set(Link{id, o}, rule)
+				n.c.Net.Set(Link{o, id}, rule)
+			}
+		}
+		n.lg.Info("slow links", zap.Uint64("node", id), zap.Duration("delay", rule.Delay), zap.Float64("loss", rule.Loss))
+		n.sleep(ctx, n.hold)
+		n.c.Net.Heal()
+		return nil
+	case CrashPoint:
+		return n.crashPoint(ctx)
+	case TornTail:
+		return n.tornTail(ctx)
+	case CorruptWAL:
+		return n.corrupt(ctx, "wal", ".wal")
+	case CorruptSnap:
+		return n.corrupt(ctx, "snap", ".snap")
+	}
+	return fmt.Errorf("chaos: unknown fault %q", fault)
+}
+
+func contains(ids []uint64, id uint64) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *nemesis) pick(ctx context.Context, leader bool) (uint64, error) {
+	if leader {
+		id, err := n.leader(ctx)
+		if err == nil {
+			n.markLeaderFault()
+		}
+		return id, err
+	}
+	return n.follower(ctx)
+}
+
+func (n *nemesis) isolate(id uint64) {
+	for _, o := range n.ids() {
+		if o != id {
+			n.c.Net.Set(Link{id, o}, LinkRule{Cut: true})
+			n.c.Net.Set(Link{o, id}, LinkRule{Cut: true})
+		}
+	}
+	n.lg.Info("isolated", zap.Uint64("node", id))
+}
+
+// checkStepsDown proves the partition cuts traffic: an isolated leader
+// must notice (CheckQuorum) and stop leading within a few election timeouts.
+func (n *nemesis) checkStepsDown(ctx context.Context, id uint64) {
+	deadline := time.Now().Add(5 * n.c.cfg.ElectionTimeout())
+	for time.Now().Before(deadline) {
+		if st, err := n.c.State(ctx, id); err == nil && st.Leader != id {
+			return
+		}
+		n.sleep(ctx, 20*time.Millisecond)
+	}
+	n.problem("isolated leader %d still leads after %v", id, 5*n.c.cfg.ElectionTimeout())
+}
+
+// crashPoint restarts a node with one failpoint armed, waits for it to
+// crash there (or the hold to pass), and restarts it clean.
+func (n *nemesis) crashPoint(ctx context.Context) error {
+	id, err := n.pick(ctx, n.rng.IntN(2) == 0)
+	if err != nil {
+		return err
+	}
+	pt := failpoint.All[n.rng.IntN(len(failpoint.All))]
+	hit := 1 + n.rng.IntN(20)
+	if strings.Contains(pt, "Snap") || pt == failpoint.WALAfterRelease {
+		hit = 1 + n.rng.IntN(2)
+	}
+	if err := n.c.Kill(id); err != nil {
+		return err
+	}
+	spec := fmt.Sprintf("RAFTQ_FAILPOINTS=%s=crash@%d", pt, hit)
+	if err := n.c.Start(ctx, id, spec); err != nil && !errors.Is(err, ErrExited) {
+		return err
+	}
+	if _, err := n.c.WaitExit(id, 3*n.hold); err == nil {
+		n.stats.CrashesAtPt++
+		n.lg.Info("crashed at failpoint", zap.Uint64("node", id), zap.String("point", pt), zap.Int("hit", hit))
+	} else {
+		n.lg.Info("failpoint not reached", zap.Uint64("node", id), zap.String("point", pt), zap.Int("hit", hit))
+		if err := n.c.Kill(id); err != nil {
+			return err
+		}
+	}
+	return n.c.Start(ctx, id)
+}
+
+// lastFile is the newest file with ext in node id's data subdir.
+func lastFile(dir, ext string) (string, error) {
+	m, err := filepath.Glob(filepath.Join(dir, "*"+ext))
+	if err != nil || len(m) == 0 {
+		return "", fmt.Errorf("chaos: no %s file in %s", ext, dir)
+	}
+	sort.Strings(m)
+	return m[len(m)-1], nil
+}
+
+// dataEnd is the offset just past the last nonzero byte (WAL files are
+// preallocated with zeros).
+func dataEnd(b []byte) int {
+	end := len(b)
+	for end > 0 && b[end-1] == 0 {
+		end--
+	}
+	return end
+}
+
+// tornTail kills a follower, cuts the end of its last WAL record as a
+// crash in the middle of a write would, and requires it to repair and
+// rejoin.
+func (n *nemesis) tornTail(ctx context.Context) error {
+	id, err := n.follower(ctx)
+	if err != nil {
+		return err
+	}
+	if err := n.c.Kill(id); err != nil {
+		return err
+	}
+	path, err := lastFile(filepath.Join(n.c.Node(id).DataDir, "wal"), ".wal")
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	end := dataEnd(b)
+	cut := 1 + n.rng.IntN(min(12, end))
+	if err := os.Truncate(path, int64(end-cut)); err != nil {
+		return err
+	}
+	n.lg.Info("tore WAL tail", zap.Uint64("node", id), zap.String("file", filepath.Base(path)), zap.Int("bytes", cut))
+	if err := n.c.Start(ctx, id); err != nil {
+		n.problem("node %d did not restart after a torn WAL tail: %v", id, err)
+		return nil
+	}
+	if logHas(n.c.Node(id).LogPath, "repaired torn WAL tail") {
+		n.stats.Repairs++
+	}
+	n.sleep(ctx, n.hold)
+	return nil
+}
+
+func logHas(path, s string) bool {
+	b, _ := os.ReadFile(path)
+	return strings.Contains(string(b), s)
+}
+
+// corrupt kills a follower and flips one bit inside the data of a WAL
+// segment or the newest snapshot. A damaged WAL must make the node refuse
+// to start; a damaged snapshot may instead be skipped for an older one the
+// WAL also names (the final state comparison then proves it harmless).
+// Then the original files are put back, as an operator restoring the disk
+// would, and the node restarts.
+func (n *nemesis) corrupt(ctx context.Context, sub, ext string) error {
+	id, err := n.follower(ctx)
+	if err != nil {
+		return err
+	}
+	if err := n.c.Kill(id); err != nil {
+		return err
+	}
+	nd := n.c.Node(id)
+	dir := filepath.Join(nd.DataDir, sub)
+	backup := dir + ".bak"
+	os.RemoveAll(backup)
+	if err := os.CopyFS(backup, os.DirFS(dir)); err != nil {
+		return fmt.Errorf("chaos: back up %s: %w", dir, err)
+	}
+	path, err := lastFile(dir, ext)
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	end := dataEnd(b)
+	// The middle of the data, clear of the file header and the last record.
+	off := end/4 + n.rng.IntN(max(1, end/2))
+	b[off] ^= 1 << n.rng.IntN(8)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return err
+	}
+	n.lg.Info("flipped a bit", zap.Uint64("node", id), zap.String("file", filepath.Base(path)), zap.Int("offset", off))
+	startErr := n.c.Start(ctx, id)
+	switch {
+	case startErr != nil && errors.Is(startErr, ErrExited):
+		n.stats.Refusals++
+	case startErr != nil:
+		return startErr
+	case sub == "wal":
+		n.problem("node %d started with a bit flipped at offset %d of %s", id, off, filepath.Base(path))
+		n.c.Kill(id)
+	default:
+		n.stats.SnapFallbacks++
+		n.c.Kill(id)
+	}
+	os.RemoveAll(dir)
+	if err := os.Rename(backup, dir); err != nil {
+		return fmt.Errorf("chaos: restore %s: %w", dir, err)
+	}
+	for _, f := range mustGlob(filepath.Join(dir, "*.broken")) {
+		os.Remove(f)
+	}
+	n.sleep(ctx, n.hold/2)
+	return n.c.Start(ctx, id)
+}
+
+func mustGlob(p string) []string {
+	m, _ := filepath.Glob(p)
+	return m
+}

@@ -1,0 +1,185 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Scenario is one run: a cluster, traffic, and faults drawn from a list.
+type Scenario struct {
+	Name     string
+	Faults   []string      // drawn at random, one at a time
+	Duration time.Duration // of traffic under faults
+	Hold     time.Duration // how long each fault lasts; default 2s
+	Quiet    time.Duration // healthy time between faults; default 1s
+	Nodes    int           // default 3
+	Workload Workload
+}
+
+// RunConfig is what a run needs besides the scenario.
+type RunConfig struct {
+	Binary       string
+	Dir          string // becomes the failure bundle; the caller removes it on success
+	Seed         uint64
+	CheckTimeout time.Duration // porcupine's budget; default 60s
+	Logger       *zap.Logger
+}
+
+// Result is a finished run.
+type Result struct {
+	Scenario  string          `json:"scenario"`
+	Seed      uint64          `json:"seed"`
+	Report    *Report         `json:"report"`
+	Stats     *Stats          `json:"nemesis"`
+	Failovers []time.Duration `json:"failovers"` // leader fault → first acknowledged enqueue
+	Problems  []string        `json:"problems"`  // from every stage
+	Dir       string          `json:"dir"`
+}
+
+// OK reports whether the run found no problem.
+func (r *Result) OK() bool { return len(r.Problems) == 0 }
+
+// Run plays a scenario and checks it. An error means the harness itself
+// could not proceed; problems found in raftq are in Result.Problems. On
+// any problem the bundle (history.json, linearizability.html, result.json,
+// node logs and data dirs) is left in cfg.Dir.
+func Run(ctx context.Context, s Scenario, cfg RunConfig) (*Result, error) {
+	if s.Hold == 0 {
+		s.Hold = 2 * time.Second
+	}
+	if s.Quiet == 0 {
+		s.Quiet = time.Second
+	}
+	if cfg.CheckTimeout == 0 {
+		cfg.CheckTimeout = 60 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	lg := cfg.Logger.With(zap.String("scenario", s.Name), zap.Uint64("seed", cfg.Seed))
+	lg.Info("scenario starting", zap.Strings("faults", s.Faults), zap.Duration("duration", s.Duration))
+	res := &Result{Scenario: s.Name, Seed: cfg.Seed, Dir: cfg.Dir, Stats: &Stats{Faults: map[string]int{}}}
+	c, err := StartCluster(ctx, ClusterConfig{Binary: cfg.Binary, Nodes: s.Nodes, Dir: cfg.Dir, Seed: cfg.Seed, Logger: lg})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+
+	h := NewHistory()
+	s.Workload.Seed = cfg.Seed
+	trafficCtx, stopTraffic := context.WithTimeout(ctx, s.Duration)
+	defer stopTraffic()
+	trafficDone := make(chan struct{})
+	go func() { s.Workload.Run(trafficCtx, c, h); close(trafficDone) }()
+
+	nem := &nemesis{c: c, h: h, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6e656d)), lg: lg, hold: s.Hold, stats: res.Stats}
+	var nemErr error
+	for trafficCtx.Err() == nil && len(s.Faults) > 0 {
+		nem.sleep(trafficCtx, s.Quiet)
+		if trafficCtx.Err() != nil {
+			break
+		}
+		if nemErr = nem.inject(trafficCtx, s.Faults[nem.rng.IntN(len(s.Faults))]); nemErr != nil && trafficCtx.Err() == nil {
+			break
+		}
+		nemErr = nil
+	}
+	stopTraffic()
+	<-trafficDone
+	if nemErr != nil {
+		return nil, fmt.Errorf("chaos: nemesis: %w", nemErr)
+	}
+
+	// Heal, converge, drain, read each node, converge again.
+	lg.Info("healing")
+	res.Problems = append(res.Problems, res.Stats.Problems...)
+	if err := c.HealAll(ctx); err != nil {
+		res.Problems = append(res.Problems, fmt.Sprintf("heal: %v", err))
+	}
+	if _, err := c.WaitLeader(ctx, 30*time.Second); err != nil {
+		res.Problems = append(res.Problems, err.Error())
+	}
+	if _, err := c.WaitConverged(ctx, 30*time.Second); err != nil {
+		res.Problems = append(res.Problems, "before drain: "+err.Error())
+	}
+	queues := max(s.Workload.Queues, 3)
+	if err := Drain(ctx, c, h, queues, 60*time.Second); err != nil {
+		res.Problems = append(res.Problems, err.Error())
+	}
+	for _, n := range c.nodes {
+		depths, err := c.QueueDepths(ctx, n.ID)
+		if err != nil {
+			res.Problems = append(res.Problems, fmt.Sprintf("final read on node %d: %v", n.ID, err))
+			continue
+		}
+		for q, d := range depths {
+			if d != 0 {
+				res.Problems = append(res.Problems, fmt.Sprintf("node %d still shows %d messages in %s after the drain", n.ID, d, q))
+			}
+		}
+	}
+	if _, err := c.WaitConverged(ctx, 30*time.Second); err != nil {
+		res.Problems = append(res.Problems, "after drain: "+err.Error())
+	}
+
+	ops := h.Ops()
+	res.Report = Check(ops, cfg.CheckTimeout)
+	res.Problems = append(res.Problems, res.Report.Problems...)
+	res.Failovers = failovers(ops, res.Stats.LeaderFaults)
+	lg.Info("scenario finished", zap.Int("ops", len(ops)), zap.Bool("ok", res.OK()),
+		zap.Any("counts", res.Report.Counts), zap.Durations("failovers", res.Failovers))
+	if !res.OK() {
+		if err := writeBundle(cfg.Dir, h, res); err != nil {
+			lg.Error("writing failure bundle", zap.Error(err))
+		}
+	}
+	return res, nil
+}
+
+// failovers measures, for each leader fault, the time to the first
+// acknowledged enqueue called after it.
+func failovers(ops []Op, faults []time.Duration) []time.Duration {
+	var out []time.Duration
+	for _, t0 := range faults {
+		best := time.Duration(-1)
+		for _, op := range ops {
+			if op.Kind == "enqueue" && op.Outcome == OK && op.Call >= t0 && (best < 0 || op.Return-t0 < best) {
+				best = op.Return - t0
+			}
+		}
+		if best >= 0 {
+			out = append(out, best)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func writeBundle(dir string, h *History, res *Result) error {
+	hb, err := json.MarshalIndent(h, "", " ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "history.json"), hb, 0o644); err != nil {
+		return err
+	}
+	rb, err := json.MarshalIndent(res, "", " ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "result.json"), rb, 0o644); err != nil {
+		return err
+	}
+	if res.Report != nil {
+		return res.Report.Visualize(filepath.Join(dir, "linearizability.html"))
+	}
+	return nil
+}

@@ -1,0 +1,282 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Outcome of an operation as the client saw it.
+type Outcome string
+
+const (
+	OK      Outcome = "ok"      // acknowledged
+	Fail    Outcome = "fail"    // definitely did not happen
+	Unknown Outcome = "unknown" // may or may not have happened
+)
+
+// Op is one recorded client operation.
+type Op struct {
+	Client  int           `json:"client"` // -1 for the final drain
+	Node    uint64        `json:"node"`
+	Kind    string        `json:"kind"` // "enqueue" or "dequeue"
+	Queue   string        `json:"queue"`
+	Value   string        `json:"value,omitempty"` // sent, or received ("" = empty)
+	Outcome Outcome       `json:"outcome"`
+	Call    time.Duration `json:"call"`   // since the start of the run
+	Return  time.Duration `json:"return"` // since the start of the run
+	Detail  string        `json:"detail,omitempty"`
+}
+
+// History records operations from many goroutines.
+type History struct {
+	start time.Time
+	mu    sync.Mutex
+	ops   []Op
+}
+
+// NewHistory starts the clock of a run.
+func NewHistory() *History { return &History{start: time.Now()} }
+
+// Since is the run's clock.
+func (h *History) Since() time.Duration { return time.Since(h.start) }
+
+func (h *History) add(op Op) {
+	h.mu.Lock()
+	h.ops = append(h.ops, op)
+	h.mu.Unlock()
+}
+
+// Ops returns the operations in call order.
+func (h *History) Ops() []Op {
+	h.mu.Lock()
+	out := append([]Op(nil), h.ops...)
+	h.mu.Unlock()
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Call < out[j].Call })
+	return out
+}
+
+// MarshalJSON writes the history for a failure bundle.
+func (h *History) MarshalJSON() ([]byte, error) { return json.Marshal(h.Ops()) }
+
+// Workload is the traffic of a run: single-threaded clients, the first
+// ones pinned to one node each, the others picking a node per request.
+type Workload struct {
+	Clients int     // default 6
+	Queues  int     // default 3
+	Enqueue float64 // share of enqueues, default 0.45 (queues stay short)
+	Think   time.Duration
+	Seed    uint64
+}
+
+func (w *Workload) defaults() {
+	if w.Clients == 0 {
+		w.Clients = 6
+	}
+	if w.Queues == 0 {
+		w.Queues = 3
+	}
+	if w.Enqueue == 0 {
+		w.Enqueue = 0.45
+	}
+	if w.Think == 0 {
+		w.Think = 10 * time.Millisecond
+	}
+}
+
+func queueName(i int) string { return fmt.Sprintf("q%d", i) }
+
+// Run drives traffic until ctx ends.
+func (w Workload) Run(ctx context.Context, c *Cluster, h *History) {
+	w.defaults()
+	var wg sync.WaitGroup
+	for i := range w.Clients {
+		cl := &client{id: i, c: c, h: h, rng: rand.New(rand.NewPCG(w.Seed, uint64(i)))}
+		if i < len(c.nodes) {
+			cl.pinned = uint64(i + 1)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := 0; ctx.Err() == nil; seq++ {
+				q := queueName(cl.rng.IntN(w.Queues))
+				if cl.rng.Float64() < w.Enqueue {
+					cl.enqueue(q, fmt.Sprintf("c%d-%d", cl.id, seq))
+				} else {
+					cl.dequeue(q)
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Duration(cl.rng.Int64N(int64(w.Think) + 1))):
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+type client struct {
+	id     int
+	pinned uint64
+	c      *Cluster
+	h      *History
+	rng    *rand.Rand
+}
+
+// opClient waits longer than the server's request timeout, so that a
+// server's own 503 normally arrives before the client gives up.
+func (cl *client) http() *http.Client {
+	return &http.Client{Timeout: cl.c.cfg.RequestTimeout + 2*time.Second}
+}
+
+func (cl *client) node() uint64 {
+	if cl.pinned != 0 {
+		return cl.pinned
+	}
+	return uint64(1 + cl.rng.IntN(len(cl.c.nodes)))
+}
+
+func (cl *client) enqueue(q, value string) Op {
+	id := cl.node()
+	op := Op{Client: cl.id, Node: id, Kind: "enqueue", Queue: q, Value: value, Call: cl.h.Since()}
+	resp, body, err := do(cl.http(), http.MethodPost, cl.c.Node(id).API+"/queues/"+q, []byte(value))
+	op.Return = cl.h.Since()
+	op.Outcome, op.Detail = classify(resp, body, err, http.StatusCreated)
+	cl.h.add(op)
+	return op
+}
+
+func (cl *client) dequeue(q string) Op {
+	id := cl.node()
+	op := Op{Client: cl.id, Node: id, Kind: "dequeue", Queue: q, Call: cl.h.Since()}
+	resp, body, err := do(cl.http(), http.MethodGet, cl.c.Node(id).API+"/queues/"+q, nil)
+	op.Return = cl.h.Since()
+	op.Outcome, op.Detail = classify(resp, body, err, http.StatusOK, http.StatusNoContent)
+	if op.Outcome == OK {
+		op.Value = string(body)
+		if resp.StatusCode == http.StatusOK && op.Value == "" {
+			op.Outcome, op.Detail = Unknown, "200 with an empty body"
+		}
+	}
+	cl.h.add(op)
+	return op
+}
+
+func do(hc *http.Client, method, url string, body []byte) (*http.Response, []byte, error) {
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp, nil, err
+	}
+	return resp, b, nil
+}
+
+// classify turns an HTTP exchange into an outcome. A request that never
+// reached a server (connection refused) and a 503 saying "not_applied"
+// definitely failed; a timeout, a broken connection or any other 503 is
+// unknown. Any other status is a failure the checker reports.
+func classify(resp *http.Response, body []byte, err error, okStatus ...int) (Outcome, string) {
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return Fail, "connection refused"
+		}
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" && !isTimeout(err) {
+			return Fail, err.Error()
+		}
+		return Unknown, err.Error()
+	}
+	for _, s := range okStatus {
+		if resp.StatusCode == s {
+			return OK, ""
+		}
+	}
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		var e struct{ Error, Outcome string }
+		json.Unmarshal(body, &e)
+		if e.Outcome == "not_applied" {
+			return Fail, e.Error
+		}
+		return Unknown, e.Error
+	}
+	return Fail, fmt.Sprintf("unexpected status %d: %s", resp.StatusCode, body)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// Drain empties every queue after the faults, round robin over the nodes,
+// recording each dequeue as client -1. It returns once every queue
+// answered 204 (empty) or the deadline passed.
+func Drain(ctx context.Context, c *Cluster, h *History, queues int, timeout time.Duration) error {
+	cl := &client{id: -1, c: c, h: h, rng: rand.New(rand.NewPCG(1, 2))}
+	deadline := time.Now().Add(timeout)
+	for i := range queues {
+		q := queueName(i)
+		for k := 0; ; k++ {
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("chaos: drain of %s did not finish in %v", q, timeout)
+			}
+			cl.pinned = uint64(1 + k%len(c.nodes))
+			op := cl.dequeue(q)
+			if op.Outcome == OK && op.Value == "" {
+				break
+			}
+			if op.Outcome != OK {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	return nil
+}
+
+// QueueDepths reads GET /queues from one node (a linearizable read served
+// from that node's own state).
+func (c *Cluster) QueueDepths(ctx context.Context, id uint64) (map[string]int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Node(id).API+"/queues", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := (&http.Client{Timeout: c.cfg.RequestTimeout + time.Second}).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("chaos: node %d GET /queues: %s", id, resp.Status)
+	}
+	var v struct {
+		Queues []struct {
+			Name  string `json:"name"`
+			Depth int    `json:"depth"`
+		} `json:"queues"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, q := range v.Queues {
+		out[q.Name] = q.Depth
+	}
+	return out, nil
+}
