@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -87,11 +86,40 @@ func runScenario(t *testing.T, s Scenario) *Result {
 	return res
 }
 
-func seedString(s uint64) string { return strconv.FormatUint(s, 10) }
-
 func TestKill(t *testing.T) {
 	res := runScenario(t, Scenario{Name: "kill", Faults: []string{KillLeader, KillFollower}})
 	if res.Stats.Faults[KillLeader]+res.Stats.Faults[KillFollower] == 0 {
 		t.Fatal("no kill happened")
+	}
+}
+
+func TestPause(t *testing.T) {
+	runScenario(t, Scenario{Name: "pause", Faults: []string{PauseLeader, PauseFollower}})
+}
+
+// An isolated leader must lose leadership (the nemesis checks it, which
+// proves the proxies really cut traffic) and the rest must go on.
+func TestIsolateLeader(t *testing.T) {
+	res := runScenario(t, Scenario{Name: "isolate-leader", Faults: []string{IsolateLeader}})
+	if res.Stats.Faults[IsolateLeader] == 0 {
+		t.Fatal("no isolation happened")
+	}
+}
+
+func TestPartition(t *testing.T) {
+	runScenario(t, Scenario{Name: "partition", Faults: []string{PartitionHalf, OneWay, IsolateNode, SlowLink}})
+}
+
+func TestCrashPoints(t *testing.T) {
+	res := runScenario(t, Scenario{Name: "crash-points", Faults: []string{CrashPoint}, Hold: 1500 * time.Millisecond})
+	if res.Stats.CrashesAtPt == 0 {
+		t.Fatal("no node crashed at a failpoint: are failpoints compiled in?")
+	}
+}
+
+func TestDiskDamage(t *testing.T) {
+	res := runScenario(t, Scenario{Name: "disk-damage", Faults: []string{TornTail, CorruptWAL, CorruptSnap}})
+	if res.Stats.Faults[CorruptWAL] > 0 && res.Stats.Refusals == 0 {
+		t.Fatal("a corrupted WAL never made a node refuse to start")
 	}
 }

@@ -175,13 +175,17 @@ var queueModel = porcupine.Model{
 // time after everything (they may take effect at any point after their
 // call, or never). Definitely failed operations are left out.
 //
-// Unknown enqueues are first resolved where the history allows, which
-// keeps the search small: one whose value was delivered happened before
-// that delivery returned; one whose value never came out, in a queue with
-// no pop of unknown outcome, never happened (the drain emptied the queue).
-// Likewise a pop of unknown outcome in a queue where no sent message is
-// missing took nothing (a pop is destructive, so what it took would be
-// missing): it is left out.
+// Unknown operations are first resolved where the history allows, which
+// keeps the search small (each open-ended operation multiplies it):
+//   - an unknown enqueue whose value was delivered happened before that
+//     delivery returned;
+//   - an unknown enqueue whose value never came out is left out. If it took
+//     effect, only a pop of unknown outcome can have taken its value (the
+//     drain emptied the queue and no one else saw it), and dropping both
+//     and placing that pop at the end of the history changes no observed
+//     result;
+//   - by the same argument, pops of unknown outcome are left out of queues
+//     where no acknowledged message is missing.
 func (r *Report) checkLinearizable(ops []Op, timeout time.Duration) {
 	deliveredAt := map[string]time.Duration{}
 	for _, op := range ops {
@@ -191,18 +195,12 @@ func (r *Report) checkLinearizable(ops []Op, timeout time.Duration) {
 			}
 		}
 	}
-	missing := map[string]bool{} // queue has a sent message that never came out
+	missingAcked := map[string]bool{}
 	for _, op := range ops {
-		if op.Kind == "enqueue" && op.Outcome != Fail {
+		if op.Kind == "enqueue" && op.Outcome == OK {
 			if _, ok := deliveredAt[op.Value]; !ok {
-				missing[op.Queue] = true
+				missingAcked[op.Queue] = true
 			}
-		}
-	}
-	unknownPops := map[string]bool{}
-	for _, op := range ops {
-		if op.Kind == "dequeue" && op.Outcome == Unknown && missing[op.Queue] {
-			unknownPops[op.Queue] = true
 		}
 	}
 	var h []porcupine.Operation
@@ -214,16 +212,14 @@ func (r *Report) checkLinearizable(ops []Op, timeout time.Duration) {
 		ret := int64(op.Return)
 		if op.Outcome == Unknown {
 			ret = math.MaxInt64
-			if !in.Enqueue && !missing[op.Queue] {
-				continue
-			}
 			if in.Enqueue {
-				in.Unknown = false
-				if t, ok := deliveredAt[op.Value]; ok {
-					ret = int64(t)
-				} else if !unknownPops[op.Queue] {
+				t, ok := deliveredAt[op.Value]
+				if !ok {
 					continue
 				}
+				in.Unknown, ret = false, int64(t)
+			} else if !missingAcked[op.Queue] {
+				continue
 			}
 		}
 		h = append(h, porcupine.Operation{ClientId: op.Client + 1, Input: in, Call: int64(op.Call), Output: op.Value, Return: ret})

@@ -282,17 +282,28 @@ func dataEnd(b []byte) int {
 	return end
 }
 
-// tornTail kills a follower, cuts the end of its last WAL record as a
-// crash in the middle of a write would, and requires it to repair and
-// rejoin.
+// tornTail cuts the end of a follower's last WAL record, as a power loss
+// in the middle of a write would, and requires it to repair and rejoin.
+// A write can only be torn if it never completed, so it was never
+// acknowledged: to keep that true, the follower's outgoing links are cut
+// first (it goes on receiving and writing entries, but no ack leaves), and
+// it is killed while they are cut. Tearing an acknowledged record would
+// be a lost fsync, which raft cannot survive (tocommit out of range).
 func (n *nemesis) tornTail(ctx context.Context) error {
 	id, err := n.follower(ctx)
 	if err != nil {
 		return err
 	}
+	for _, o := range n.ids() {
+		if o != id {
+			n.c.Net.Set(Link{id, o}, LinkRule{Cut: true})
+		}
+	}
+	n.sleep(ctx, 300*time.Millisecond)
 	if err := n.c.Kill(id); err != nil {
 		return err
 	}
+	n.c.Net.Heal()
 	path, err := lastFile(filepath.Join(n.c.Node(id).DataDir, "wal"), ".wal")
 	if err != nil {
 		return err

@@ -113,6 +113,9 @@ func (s *Store) replay(meta []byte) error {
 // readWAL opens the WAL at walSnap and reads it to the end, repairing a
 // torn tail once.
 func (s *Store) readWAL(walSnap *walpb.Snapshot) ([]byte, *raftpb.HardState, []*raftpb.Entry, error) {
+	if err := checkDamage(s.walDir); err != nil {
+		return nil, nil, nil, fmt.Errorf("wal: refusing to start on a damaged log: %w", err)
+	}
 	repaired := false
 	for {
 		w, err := etcdwal.Open(s.lg, s.walDir, walSnap)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -155,6 +156,74 @@ func TestCorruptionInsideTheLogRefusesToStart(t *testing.T) {
 	if _, err := Open(zaptest.NewLogger(t), dir, 1); err == nil {
 		t.Fatal("opened a WAL with a flipped bit in the middle")
 	}
+}
+
+// A flipped bit anywhere before the last record must never be "repaired"
+// away: etcd's reader calls a damaged length field an unexpected EOF, the
+// same as a torn write, and repairing would drop acknowledged records.
+// Every frame's length field and a spread of other bytes are tried; the
+// store must refuse to open or else replay all 20 entries.
+func TestDamageBeforeTheLastRecordIsNeverRepaired(t *testing.T) {
+	src := t.TempDir()
+	s := mustOpen(t, src)
+	for i := uint64(1); i <= 20; i++ {
+		if err := s.Save(hardState(1, i), entries(1, i, i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	path := walFile(t, src)
+	end := dataEnd(t, path)
+	full, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := full[:end+4096] // keep a zero tail, drop the rest of the preallocation
+	var frames []int64
+	for off := int64(0); ; {
+		f := readFrame(orig, off)
+		if f == nil {
+			break
+		}
+		frames = append(frames, off)
+		off = f.next
+	}
+	if len(frames) < 40 {
+		t.Fatalf("walked only %d frames", len(frames))
+	}
+	last := frames[len(frames)-1]
+	var offsets []int64
+	for _, f := range frames[1 : len(frames)-1] {
+		offsets = append(offsets, f, f+5, f+9)
+	}
+	for off := int64(0); off < last; off += 37 {
+		offsets = append(offsets, off)
+	}
+	refused := 0
+	for _, off := range offsets {
+		b := append([]byte(nil), orig...)
+		b[off] ^= 0x10
+		dir := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "wal", filepath.Base(path)), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		st, err := Open(zap.NewNop(), dir, 1)
+		if err != nil {
+			refused++
+			continue
+		}
+		if li, _ := st.Storage().LastIndex(); li != 20 {
+			t.Errorf("bit flipped at offset %d: opened with last index %d, want 20 or a refusal", off, li)
+		}
+		st.Close()
+	}
+	if refused == 0 {
+		t.Fatal("no flipped bit was refused")
+	}
+	t.Logf("%d of %d damaged copies refused", refused, len(offsets))
 }
 
 func TestSnapshotPlusLaterEntriesReplay(t *testing.T) {

@@ -1,0 +1,95 @@
+package chaos
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// hist builds a history from compact steps: each op takes 10ms and they
+// run one after another unless times are given.
+type step struct {
+	kind, queue, value string
+	outcome            Outcome
+	call, ret          time.Duration
+}
+
+func build(steps ...step) []Op {
+	var ops []Op
+	for i, s := range steps {
+		call, ret := s.call, s.ret
+		if call == 0 && ret == 0 {
+			call, ret = time.Duration(i)*10*time.Millisecond, time.Duration(i)*10*time.Millisecond+5*time.Millisecond
+		}
+		q := s.queue
+		if q == "" {
+			q = "q0"
+		}
+		out := s.outcome
+		if out == "" {
+			out = OK
+		}
+		ops = append(ops, Op{Client: i % 3, Node: 1, Kind: s.kind, Queue: q, Value: s.value, Outcome: out, Call: call, Return: ret})
+	}
+	return ops
+}
+
+func enq(v string) step           { return step{kind: "enqueue", value: v} }
+func deq(v string) step           { return step{kind: "dequeue", value: v} }
+func with(s step, o Outcome) step { s.outcome = o; return s }
+
+func TestCheckPasses(t *testing.T) {
+	r := Check(build(enq("a"), enq("b"), deq("a"), with(enq("c"), Unknown), deq("b"), deq("c"), deq("")), 10*time.Second)
+	if !r.OK() || r.Linearizable != "yes" {
+		t.Fatalf("a correct history failed: %+v", r.Problems)
+	}
+}
+
+func TestCheckFindsViolations(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		ops  []Op
+		want string
+	}{
+		{"lost", build(enq("a"), enq("b"), deq("a"), deq("")), "never delivered"},
+		{"duplicate", build(enq("a"), deq("a"), deq("a"), deq("")), "2 times"},
+		{"unexpected", build(enq("a"), deq("a"), deq("zz"), deq("")), "never sent"},
+		{"delivered though failed", build(with(enq("a"), Fail), deq("a"), deq("")), "definitely failed"},
+		{"fifo", build(enq("a"), enq("b"), deq("b"), deq("a"), deq("")), "not linearizable"},
+		{"stale empty", build(enq("a"), deq(""), deq("a"), deq("")), "not linearizable"},
+		{"bad status", append(build(enq("a"), deq("a")), Op{Kind: "enqueue", Queue: "q0", Value: "x", Outcome: Fail, Detail: "unexpected status 500: boom"}), "unexpected status"},
+	} {
+		r := Check(c.ops, 10*time.Second)
+		if r.OK() || !strings.Contains(strings.Join(r.Problems, "\n"), c.want) {
+			t.Errorf("%s: problems %q, want one with %q", c.name, r.Problems, c.want)
+		}
+	}
+}
+
+// A pop whose answer was lost may have taken a message: one missing
+// message is explained per unknown pop in that queue, and no more.
+func TestCheckUnknownPops(t *testing.T) {
+	ok := Check(build(enq("a"), enq("b"), with(deq(""), Unknown), deq("b"), deq("")), 10*time.Second)
+	if !ok.OK() || ok.MissingExplained != 1 {
+		t.Fatalf("one unknown pop should explain one missing message: %+v", ok.Problems)
+	}
+	bad := Check(build(enq("a"), enq("b"), enq("c"), with(deq(""), Unknown), deq("c"), deq("")), 10*time.Second)
+	if bad.OK() || bad.Lost != 1 {
+		t.Fatalf("two missing, one unknown pop: lost %d, problems %q", bad.Lost, bad.Problems)
+	}
+}
+
+// Concurrent operations may take effect in either order.
+func TestCheckConcurrency(t *testing.T) {
+	ms := time.Millisecond
+	ops := build(
+		step{kind: "enqueue", value: "a", call: 0, ret: 50 * ms},
+		step{kind: "enqueue", value: "b", call: 10 * ms, ret: 20 * ms},
+		step{kind: "dequeue", value: "b", call: 30 * ms, ret: 40 * ms},
+		step{kind: "dequeue", value: "a", call: 60 * ms, ret: 70 * ms},
+		step{kind: "dequeue", value: "", call: 80 * ms, ret: 90 * ms},
+	)
+	if r := Check(ops, 10*time.Second); !r.OK() {
+		t.Fatalf("overlapping enqueues may be ordered either way: %q", r.Problems)
+	}
+}
