@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // Scenario is one run: a cluster, traffic, and faults drawn from a list.
@@ -65,6 +66,11 @@ func Run(ctx context.Context, s Scenario, cfg RunConfig) (*Result, error) {
 		cfg.Logger = zap.NewNop()
 	}
 	lg := cfg.Logger.With(zap.String("scenario", s.Name), zap.Uint64("seed", cfg.Seed))
+	if f, err := os.Create(filepath.Join(cfg.Dir, "harness.log")); err == nil {
+		defer f.Close()
+		file := zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()), zapcore.Lock(f), zap.InfoLevel)
+		lg = lg.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return zapcore.NewTee(c, file) }))
+	}
 	lg.Info("scenario starting", zap.Strings("faults", s.Faults), zap.Duration("duration", s.Duration))
 	res := &Result{Scenario: s.Name, Seed: cfg.Seed, Dir: cfg.Dir, Stats: &Stats{Faults: map[string]int{}}}
 	c, err := StartCluster(ctx, ClusterConfig{Binary: cfg.Binary, Nodes: s.Nodes, Dir: cfg.Dir, Seed: cfg.Seed, Logger: lg})

@@ -10,9 +10,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"sort"
+	"strconv"
 	"sync"
-	"syscall"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,8 +35,9 @@ type Op struct {
 	Queue   string        `json:"queue"`
 	Value   string        `json:"value,omitempty"` // sent, or received ("" = empty)
 	Outcome Outcome       `json:"outcome"`
-	Call    time.Duration `json:"call"`   // since the start of the run
-	Return  time.Duration `json:"return"` // since the start of the run
+	Call    time.Duration `json:"call"`            // since the start of the run
+	Return  time.Duration `json:"return"`          // since the start of the run
+	Index   uint64        `json:"index,omitempty"` // Raft-Index of an acknowledged write
 	Detail  string        `json:"detail,omitempty"`
 }
 
@@ -149,9 +152,10 @@ func (cl *client) node() uint64 {
 func (cl *client) enqueue(q, value string) Op {
 	id := cl.node()
 	op := Op{Client: cl.id, Node: id, Kind: "enqueue", Queue: q, Value: value, Call: cl.h.Since()}
-	resp, body, err := do(cl.http(), http.MethodPost, cl.c.Node(id).API+"/queues/"+q, []byte(value))
+	resp, body, written, err := do(cl.http(), http.MethodPost, cl.c.Node(id).API+"/queues/"+q, []byte(value))
 	op.Return = cl.h.Since()
-	op.Outcome, op.Detail = classify(resp, body, err, http.StatusCreated)
+	op.Outcome, op.Detail = classify(resp, body, written, err, http.StatusCreated)
+	op.Index = raftIndex(resp)
 	cl.h.add(op)
 	return op
 }
@@ -159,9 +163,10 @@ func (cl *client) enqueue(q, value string) Op {
 func (cl *client) dequeue(q string) Op {
 	id := cl.node()
 	op := Op{Client: cl.id, Node: id, Kind: "dequeue", Queue: q, Call: cl.h.Since()}
-	resp, body, err := do(cl.http(), http.MethodGet, cl.c.Node(id).API+"/queues/"+q, nil)
+	resp, body, written, err := do(cl.http(), http.MethodGet, cl.c.Node(id).API+"/queues/"+q, nil)
 	op.Return = cl.h.Since()
-	op.Outcome, op.Detail = classify(resp, body, err, http.StatusOK, http.StatusNoContent)
+	op.Outcome, op.Detail = classify(resp, body, written, err, http.StatusOK, http.StatusNoContent)
+	op.Index = raftIndex(resp)
 	if op.Outcome == OK {
 		op.Value = string(body)
 		if resp.StatusCode == http.StatusOK && op.Value == "" {
@@ -172,34 +177,47 @@ func (cl *client) dequeue(q string) Op {
 	return op
 }
 
-func do(hc *http.Client, method, url string, body []byte) (*http.Response, []byte, error) {
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
-	if err != nil {
-		return nil, nil, err
+func raftIndex(resp *http.Response) uint64 {
+	if resp == nil {
+		return 0
 	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp, nil, err
-	}
-	return resp, b, nil
+	i, _ := strconv.ParseUint(resp.Header.Get("Raft-Index"), 10, 64)
+	return i
 }
 
-// classify turns an HTTP exchange into an outcome. A request that never
-// reached a server (connection refused) and a 503 saying "not_applied"
-// definitely failed; a timeout, a broken connection or any other 503 is
-// unknown. Any other status is a failure the checker reports.
-func classify(resp *http.Response, body []byte, err error, okStatus ...int) (Outcome, string) {
-	if err != nil {
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			return Fail, "connection refused"
+// do sends one request. written reports whether any attempt finished
+// writing the request: Go's transport silently retries an idempotent
+// method (GET, so a pop) on a fresh connection when a reused one breaks,
+// so a "connection refused" can hide a first attempt that a server read
+// and applied.
+func do(hc *http.Client, method, url string, body []byte) (resp *http.Response, b []byte, written bool, err error) {
+	var wrote atomic.Bool
+	trace := &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
+		if i.Err == nil {
+			wrote.Store(true)
 		}
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" && !isTimeout(err) {
+	}}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), method, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, false, err
+	}
+	resp, err = hc.Do(req)
+	if err != nil {
+		return nil, nil, wrote.Load(), err
+	}
+	defer resp.Body.Close()
+	b, err = io.ReadAll(resp.Body)
+	return resp, b, true, err
+}
+
+// classify turns an HTTP exchange into an outcome. A request that no
+// server ever read (refused or failed before it was written) and a 503
+// saying "not_applied" definitely failed; a timeout, a broken connection
+// or any other 503 is unknown. Any other status is a failure the checker
+// reports.
+func classify(resp *http.Response, body []byte, written bool, err error, okStatus ...int) (Outcome, string) {
+	if err != nil {
+		if !written && !isTimeout(err) {
 			return Fail, err.Error()
 		}
 		return Unknown, err.Error()

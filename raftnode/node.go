@@ -38,6 +38,12 @@ var (
 	ErrTimeout = errors.New("raftnode: timed out waiting for commit; outcome unknown")
 	// ErrReadTimeout: no read barrier could be confirmed before the deadline.
 	ErrReadTimeout = errors.New("raftnode: timed out waiting for a read barrier")
+	// ErrLeaderChanged: the leader changed after the proposal was handed to
+	// raft, and the new leader's first entries were applied without it. It
+	// was most likely lost with the old leader, but it could still commit:
+	// the outcome is unknown. Reported at once instead of at the deadline,
+	// so clients retry against the new leader.
+	ErrLeaderChanged = errors.New("raftnode: leader changed before the proposal was applied; outcome unknown")
 )
 
 // StateMachine is the replicated state. Its methods are called only from
@@ -96,6 +102,13 @@ type Node struct {
 
 	lead    atomic.Uint64
 	applied atomic.Uint64
+	// term is the latest persisted term; appliedTerm the term of the last
+	// applied entry. leaderChanged is closed (and replaced) whenever the
+	// known leader changes, waking proposals that wait.
+	term          atomic.Uint64
+	appliedTerm   atomic.Uint64
+	leaderMu      sync.Mutex
+	leaderChanged chan struct{}
 	// Owned by the raft goroutine.
 	confState     *raftpb.ConfState
 	snapshotIndex uint64
@@ -134,6 +147,9 @@ func New(cfg Config, store Storage, sm StateMachine) (*Node, error) {
 	}
 	if err := n.transport.Start(); err != nil {
 		return nil, fmt.Errorf("raftnode: start transport: %w", err)
+	}
+	if hs, _, err := store.Storage().InitialState(); err == nil {
+		n.term.Store(hs.GetTerm())
 	}
 	if snap := store.Snapshot(); snap != nil {
 		if err := n.restore(snap); err != nil {
@@ -262,17 +278,69 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (Applied, error) {
 		n.proposals.Trigger(id, nil)
 		return Applied{}, err
 	}
-	select {
-	case v := <-ch:
-		if a, ok := v.(Applied); ok {
-			return a, nil
+	changed := n.leaderChange()
+	var poll <-chan time.Time
+	var lostBelowTerm uint64 // set once the leader changed
+	for {
+		select {
+		case v := <-ch:
+			if a, ok := v.(Applied); ok {
+				return a, nil
+			}
+			return Applied{}, ErrStopped
+		case <-changed:
+			// An entry the old leader had appended is committed before the
+			// new leader's own first entry, or never.
+			changed, lostBelowTerm = n.leaderChange(), n.term.Load()
+			if poll == nil {
+				t := time.NewTicker(n.cfg.TickInterval)
+				defer t.Stop()
+				poll = t.C
+			}
+		case <-poll:
+			if n.lead.Load() == raft.None || n.appliedTerm.Load() < lostBelowTerm {
+				continue
+			}
+			select {
+			case v := <-ch:
+				if a, ok := v.(Applied); ok {
+					return a, nil
+				}
+				return Applied{}, ErrStopped
+			default:
+				n.proposals.Trigger(id, nil)
+				return Applied{}, ErrLeaderChanged
+			}
+		case <-ctx.Done():
+			n.proposals.Trigger(id, nil)
+			return Applied{}, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+		case <-n.stopped:
+			return Applied{}, ErrStopped
 		}
-		return Applied{}, ErrStopped
-	case <-ctx.Done():
-		n.proposals.Trigger(id, nil)
-		return Applied{}, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
-	case <-n.stopped:
-		return Applied{}, ErrStopped
+	}
+}
+
+// leaderChange returns a channel closed at the next change of leader.
+func (n *Node) leaderChange() <-chan struct{} {
+	n.leaderMu.Lock()
+	defer n.leaderMu.Unlock()
+	if n.leaderChanged == nil {
+		n.leaderChanged = make(chan struct{})
+	}
+	return n.leaderChanged
+}
+
+// setLeader records the leader raft reports and wakes waiting proposals
+// when it changed.
+func (n *Node) setLeader(lead uint64) {
+	if n.lead.Swap(lead) == lead {
+		return
+	}
+	n.leaderMu.Lock()
+	defer n.leaderMu.Unlock()
+	if n.leaderChanged != nil {
+		close(n.leaderChanged)
+		n.leaderChanged = nil
 	}
 }
 
@@ -288,8 +356,10 @@ func (n *Node) proposeUntilAccepted(ctx context.Context, data []byte) error {
 		case errors.Is(err, raft.ErrStopped):
 			return ErrStopped
 		case !errors.Is(err, raft.ErrProposalDropped):
-			// ctx ended while raft was busy: it did not take the entry.
-			return fmt.Errorf("%w: %w", ErrNoLeader, err)
+			// ctx ended inside raft's Propose: raft may already have taken
+			// the entry (it waits for the step's result after accepting
+			// the message), so the outcome is unknown.
+			return fmt.Errorf("%w: %w", ErrTimeout, err)
 		}
 		select {
 		case <-time.After(retry):

@@ -16,8 +16,11 @@ import (
 // handleReady processes one Ready in the order raft's README requires
 // (see ../shared/RAFT-NOTES.md rules 3-7). Any error is fatal to the node.
 func (n *Node) handleReady(rd raft.Ready) error {
+	if !raft.IsEmptyHardState(rd.HardState) {
+		n.term.Store(rd.HardState.GetTerm())
+	}
 	if rd.SoftState != nil {
-		n.lead.Store(rd.SoftState.Lead)
+		n.setLeader(rd.SoftState.Lead)
 	}
 	// 1. Persist: snapshot file, WAL snapshot record, entries, HardState
 	//    (fsync), then the in-memory log. Nothing below may run before this.
@@ -117,6 +120,7 @@ func (n *Node) apply(ents []*raftpb.Entry) error {
 			return err
 		}
 		applied = e.GetIndex()
+		n.appliedTerm.Store(e.GetTerm())
 	}
 	n.applied.Store(applied)
 	n.applyWait.Trigger(applied)
@@ -192,6 +196,7 @@ func (n *Node) restore(snap *raftpb.Snapshot) error {
 	n.members = members
 	n.confState = md.GetConfState()
 	n.snapshotIndex = md.GetIndex()
+	n.appliedTerm.Store(md.GetTerm())
 	n.applied.Store(md.GetIndex())
 	n.applyWait.Trigger(md.GetIndex())
 	if n.raft != nil { // at boot, Run adds the peers
