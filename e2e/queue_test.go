@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -251,4 +253,37 @@ func TestGracefulLeaderStop(t *testing.T) {
 	if got := drain(t, c.procs[l], "q"); len(got) != 3 || got[0] != "before" {
 		t.Fatalf("queue after restart: %v", got)
 	}
+}
+
+// A write forwarded to a leader that then stops answering (SIGSTOP) is
+// lost with it. The follower notices the new leader and answers 503
+// "unknown" as soon as the new leader's first entries are applied, not
+// after the whole request timeout (30s here), so the client can retry.
+func TestWriteLostWithOldLeaderFailsFast(t *testing.T) {
+	c := startCluster(t, 3, "--request-timeout", "30s")
+	l := c.leader()
+	f := c.procs[(l+1)%3]
+	mustEnqueue(t, f, "jobs", "warm-up")
+	old := c.procs[l]
+	if err := old.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { old.cmd.Process.Signal(syscall.SIGCONT) })
+	start := time.Now()
+	r, err := do(http.MethodPost, f.api+"/queues/jobs", "text/plain", strings.NewReader("lost?"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	var body struct{ Error, Outcome string }
+	json.Unmarshal(r.body, &body)
+	if r.status != http.StatusServiceUnavailable || body.Outcome != "unknown" {
+		t.Fatalf("write through a follower of a stopped leader: %d %s, want 503 with outcome unknown", r.status, r.body)
+	}
+	if took > 15*time.Second {
+		t.Fatalf("the 503 came after %v, i.e. at the request timeout, not when the leader changed", took)
+	}
+	t.Logf("503 after %v: %s", took, body.Error)
+	// The rest of the cluster goes on.
+	mustEnqueue(t, f, "jobs", "after")
 }
