@@ -14,7 +14,7 @@ import (
 )
 
 var (
-	binary    string // raftq built with failpoints, once per test binary
+	raftqBin  string // raftq built with failpoints, once per test binary
 	seedFlag  = flag.Uint64("chaos.seed", 0, "replay every scenario with this seed (0: a new seed each run)")
 	keepFlag  = flag.Bool("chaos.keep", false, "keep every scenario's directory, not only failed ones")
 	chaosTime = flag.Duration("chaos.duration", 25*time.Second, "traffic time per scenario")
@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 	}
 	if !testing.Short() {
 		root, _ := filepath.Abs("..")
-		if binary, err = BuildBinary(context.Background(), root, dir); err != nil {
+		if raftqBin, err = BuildBinary(context.Background(), root, dir); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -65,7 +65,7 @@ func runScenario(t *testing.T, s Scenario) *Result {
 		t.Fatal(err)
 	}
 	t.Logf("scenario %s: seed %d (replay: go test ./chaos -run '%s' -chaos.seed %d)", s.Name, seed, t.Name(), seed)
-	res, err := Run(context.Background(), s, RunConfig{Binary: binary, Dir: dir, Seed: seed, Logger: testLogger()})
+	res, err := Run(context.Background(), s, RunConfig{Binary: raftqBin, Dir: dir, Seed: seed, Logger: testLogger()})
 	if err != nil {
 		t.Fatalf("scenario %s (seed %d): harness error: %v; files in %s", s.Name, seed, err, dir)
 	}

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -366,6 +367,9 @@ func (n *nemesis) corrupt(ctx context.Context, sub, ext string) error {
 	end := dataEnd(b)
 	// The middle of the data, clear of the file header and the last record.
 	off := end/4 + n.rng.IntN(max(1, end/2))
+	if sub == "wal" {
+		off = n.walByte(b, off)
+	}
 	b[off] ^= 1 << n.rng.IntN(8)
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		return err
@@ -398,4 +402,27 @@ func (n *nemesis) corrupt(ctx context.Context, sub, ext string) error {
 func mustGlob(p string) []string {
 	m, _ := filepath.Glob(p)
 	return m
+}
+
+// walByte moves off to a byte the WAL's CRCs or framing cover: the frame
+// holding off, its length field or record, never its padding (etcd pads
+// frames to 8 bytes, and a flipped padding bit is rightly harmless).
+func (n *nemesis) walByte(b []byte, off int) int {
+	for pos := 0; pos+8 <= len(b); {
+		lenField := int64(binary.LittleEndian.Uint64(b[pos:]))
+		recBytes := int(uint64(lenField) &^ (uint64(0xff) << 56))
+		pad := 0
+		if lenField < 0 {
+			pad = int((uint64(lenField) >> 56) & 0x7)
+		}
+		next := pos + 8 + recBytes + pad
+		if lenField == 0 || next > len(b) {
+			return off
+		}
+		if off < next {
+			return pos + n.rng.IntN(8+recBytes)
+		}
+		pos = next
+	}
+	return off
 }
