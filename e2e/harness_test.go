@@ -52,6 +52,8 @@ func freePort(t *testing.T) string {
 type proc struct {
 	id      int
 	api     string // http://host:port
+	peer    string // http://host:port
+	join    bool   // started with --join (added at runtime)
 	dataDir string
 	logPath string
 	cmd     *exec.Cmd
@@ -72,7 +74,7 @@ func startCluster(t *testing.T, n int, flags ...string) *cluster {
 	for i := 1; i <= n; i++ {
 		peers = append(peers, "http://"+freePort(t))
 		c.procs = append(c.procs, &proc{
-			id: i, api: "http://" + freePort(t),
+			id: i, api: "http://" + freePort(t), peer: peers[i-1],
 			dataDir: filepath.Join(t.TempDir(), "data"), logPath: filepath.Join(t.TempDir(), "log"),
 		})
 	}
@@ -106,6 +108,12 @@ func tail(b []byte, n int) []byte {
 }
 
 func (c *cluster) start(i int) {
+	c.spawn(i)
+	c.waitServing(c.procs[i])
+}
+
+// spawn starts node i without waiting for it to serve.
+func (c *cluster) spawn(i int) {
 	p := c.procs[i]
 	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -113,6 +121,9 @@ func (c *cluster) start(i int) {
 	}
 	args := append([]string{"--id", strconv.Itoa(p.id), "--cluster", c.peers,
 		"--api-addr", strings.TrimPrefix(p.api, "http://"), "--data-dir", p.dataDir}, c.flags...)
+	if p.join {
+		args = append(args, "--join", "--listen-peer", strings.TrimPrefix(p.peer, "http://"))
+	}
 	p.cmd = exec.Command(binary, args...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
@@ -120,7 +131,16 @@ func (c *cluster) start(i int) {
 	}
 	p.exited = make(chan struct{})
 	go func() { p.cmd.Wait(); logf.Close(); close(p.exited) }()
-	c.waitServing(p)
+}
+
+// newProc prepares node id for a runtime addition: its ports and dirs, and
+// its peer URL in the --cluster every node is started with from now on.
+func (c *cluster) newProc(id int) *proc {
+	p := &proc{id: id, api: "http://" + freePort(c.t), peer: "http://" + freePort(c.t), join: true,
+		dataDir: filepath.Join(c.t.TempDir(), "data"), logPath: filepath.Join(c.t.TempDir(), "log")}
+	c.procs = append(c.procs, p)
+	c.peers += "," + p.peer
+	return p
 }
 
 // waitServing polls until the node's API port answers.
@@ -167,6 +187,8 @@ type nodesView struct {
 	Nodes  []struct {
 		ID       uint64   `json:"id"`
 		PeerURLs []string `json:"peer_urls"`
+		APIURL   string   `json:"api_url"`
+		Learner  bool     `json:"learner"`
 		IsLeader bool     `json:"is_leader"`
 	} `json:"nodes"`
 }
@@ -177,7 +199,7 @@ func (c *cluster) leader() int {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		for i, p := range c.procs {
-			if p.cmd.ProcessState != nil {
+			if p.cmd == nil || p.cmd.ProcessState != nil {
 				continue
 			}
 			var v nodesView

@@ -19,7 +19,22 @@ var (
 	// appended to the log, so it definitely did not happen and is safe to
 	// retry. A 503 without it leaves the outcome of a write unknown.
 	ErrNotApplied = errors.New("not applied")
+	// ErrNotFound: no such member (404).
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the change contradicts the cluster's state (409).
+	ErrConflict = errors.New("conflict")
+	// ErrGatewayTimeout: an awaited change (a leadership transfer) did not
+	// happen in time (504).
+	ErrGatewayTimeout = errors.New("timed out")
 )
+
+// LeaderElsewhereError: only the leader can answer; the API forwards the
+// request once to URL, the leader's client API.
+type LeaderElsewhereError struct{ URL string }
+
+func (e *LeaderElsewhereError) Error() string {
+	return "only the leader can answer this; it is at " + e.URL
+}
 
 // Message is a message as stored.
 type Message struct {
@@ -54,7 +69,17 @@ type Queue interface {
 type Node struct {
 	ID       uint64   `json:"id"`
 	PeerURLs []string `json:"peer_urls"`
-	IsLeader bool     `json:"is_leader"`
+	// APIURL is the client API the node published ("" until it has).
+	APIURL   string `json:"api_url"`
+	Learner  bool   `json:"learner"`
+	IsLeader bool   `json:"is_leader"`
+}
+
+// NodeSpec is the body of POST /mgmt/nodes.
+type NodeSpec struct {
+	ID      uint64 `json:"id"`
+	PeerURL string `json:"peer_url"`
+	Learner bool   `json:"learner"`
 }
 
 // Nodes is the answer of GET /mgmt/nodes.
@@ -74,8 +99,13 @@ type LocalState struct {
 	Hash string `json:"hash"`
 }
 
-// Cluster is the membership view.
+// Cluster is the membership view and its changes. Each change returns
+// once it is committed and applied by the answering node.
 type Cluster interface {
 	Nodes(ctx context.Context) (Nodes, error)
 	LocalState() (LocalState, error)
+	AddNode(ctx context.Context, spec NodeSpec) (Node, error)
+	RemoveNode(ctx context.Context, id uint64) (Nodes, error)
+	PromoteNode(ctx context.Context, id uint64) (Node, error)
+	TransferLeader(ctx context.Context, id uint64) (Nodes, error)
 }

@@ -56,6 +56,10 @@ func NewRouter(q Queue, c Cluster, lg *zap.Logger, opts Options) http.Handler {
 	r.HandleFunc("/queues/{queue}", a.dequeue).Methods(http.MethodGet)
 	m := r.PathPrefix("/mgmt").Subrouter()
 	m.HandleFunc("/nodes", a.nodes).Methods(http.MethodGet)
+	m.HandleFunc("/nodes", a.addNode).Methods(http.MethodPost)
+	m.HandleFunc("/nodes/{id}", a.removeNode).Methods(http.MethodDelete)
+	m.HandleFunc("/nodes/{id}/promote", a.promoteNode).Methods(http.MethodPost)
+	m.HandleFunc("/leader", a.transferLeader).Methods(http.MethodPost)
 	r.HandleFunc("/debug/state", a.localState).Methods(http.MethodGet)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for %s", r.URL.Path))
@@ -190,6 +194,12 @@ func statusFor(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, ErrUnavailable):
 		return http.StatusServiceUnavailable
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, ErrGatewayTimeout):
+		return http.StatusGatewayTimeout
 	default:
 		return http.StatusInternalServerError
 	}

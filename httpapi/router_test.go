@@ -28,11 +28,29 @@ func (f *fakeQueue) Dequeue(ctx context.Context, q string) (Message, bool, LogPo
 }
 func (f *fakeQueue) Queues(ctx context.Context) ([]QueueInfo, error) { return f.queues(ctx) }
 
-type fakeCluster func(ctx context.Context) (Nodes, error)
+type fakeCluster struct {
+	nodes    func(ctx context.Context) (Nodes, error)
+	add      func(ctx context.Context, spec NodeSpec) (Node, error)
+	remove   func(ctx context.Context, id uint64) (Nodes, error)
+	promote  func(ctx context.Context, id uint64) (Node, error)
+	transfer func(ctx context.Context, id uint64) (Nodes, error)
+}
 
-func (f fakeCluster) Nodes(ctx context.Context) (Nodes, error) { return f(ctx) }
-func (f fakeCluster) LocalState() (LocalState, error) {
+func (f *fakeCluster) Nodes(ctx context.Context) (Nodes, error) { return f.nodes(ctx) }
+func (f *fakeCluster) LocalState() (LocalState, error) {
 	return LocalState{ID: 2, Leader: 1, Applied: 42, Hash: "c0ffee"}, nil
+}
+func (f *fakeCluster) AddNode(ctx context.Context, spec NodeSpec) (Node, error) {
+	return f.add(ctx, spec)
+}
+func (f *fakeCluster) RemoveNode(ctx context.Context, id uint64) (Nodes, error) {
+	return f.remove(ctx, id)
+}
+func (f *fakeCluster) PromoteNode(ctx context.Context, id uint64) (Node, error) {
+	return f.promote(ctx, id)
+}
+func (f *fakeCluster) TransferLeader(ctx context.Context, id uint64) (Nodes, error) {
+	return f.transfer(ctx, id)
 }
 
 func serve(t *testing.T, q Queue, c Cluster, req *http.Request) *httptest.ResponseRecorder {
@@ -146,11 +164,11 @@ func TestListAndNodes(t *testing.T) {
 	if rec := serve(t, q, nil, httptest.NewRequest(http.MethodGet, "/queues", nil)); rec.Body.String() != `{"queues":[]}`+"\n" {
 		t.Fatalf("empty list %q", rec.Body)
 	}
-	c := fakeCluster(func(context.Context) (Nodes, error) {
-		return Nodes{Leader: 1, Nodes: []Node{{ID: 1, PeerURLs: []string{"http://a"}, IsLeader: true}}}, nil
-	})
+	c := &fakeCluster{nodes: func(context.Context) (Nodes, error) {
+		return Nodes{Leader: 1, Nodes: []Node{{ID: 1, PeerURLs: []string{"http://a"}, APIURL: "http://b", IsLeader: true}}}, nil
+	}}
 	rec = serve(t, q, c, httptest.NewRequest(http.MethodGet, "/mgmt/nodes", nil))
-	if rec.Body.String() != `{"leader":1,"nodes":[{"id":1,"peer_urls":["http://a"],"is_leader":true}]}`+"\n" {
+	if rec.Body.String() != `{"leader":1,"nodes":[{"id":1,"peer_urls":["http://a"],"api_url":"http://b","learner":false,"is_leader":true}]}`+"\n" {
 		t.Fatalf("nodes %q", rec.Body)
 	}
 }
@@ -229,7 +247,7 @@ func TestWriteOutcome(t *testing.T) {
 }
 
 func TestDebugState(t *testing.T) {
-	rec := serve(t, nil, fakeCluster(nil), httptest.NewRequest(http.MethodGet, "/debug/state", nil))
+	rec := serve(t, nil, &fakeCluster{}, httptest.NewRequest(http.MethodGet, "/debug/state", nil))
 	var st LocalState
 	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil || rec.Code != http.StatusOK {
 		t.Fatalf("status %d body %q", rec.Code, rec.Body)

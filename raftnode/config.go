@@ -27,6 +27,9 @@ type Config struct {
 	// ElectionTicks ticks without a heartbeat; a heartbeat is sent every tick.
 	TickInterval  time.Duration
 	ElectionTicks int
+	// APIURL is this node's client API URL, published through the log so
+	// that every node can list every member's API ("" publishes nothing).
+	APIURL string
 	// PeerLocalAddr, if set, is the local IP address outgoing peer
 	// connections are made from (etcd's SetMemberLocalAddr): on a host
 	// with several addresses, peers see this node come from the address

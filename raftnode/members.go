@@ -12,6 +12,11 @@ import (
 type Member struct {
 	ID       uint64   `json:"id"`
 	PeerURLs []string `json:"peer_urls"`
+	// APIURL is the client API the node published through the log once it
+	// started ("" until then).
+	APIURL string `json:"api_url,omitempty"`
+	// Learner members receive the log but count in no quorum.
+	Learner bool `json:"learner,omitempty"`
 }
 
 // memberContext travels in a conf change's Context.
@@ -38,15 +43,45 @@ func newMembership() *membership {
 	return &membership{members: map[uint64]*Member{}, removed: map[uint64]bool{}}
 }
 
-func (ms *membership) add(id uint64, context []byte) error {
+// add records a new member, or promotes a learner when a voter is added
+// under an existing learner's id.
+func (ms *membership) add(id uint64, context []byte, learner bool) error {
+	if m, ok := ms.members[id]; ok {
+		m.Learner = m.Learner && learner
+		return nil
+	}
 	var mc memberContext
 	if len(context) > 0 {
 		if err := json.Unmarshal(context, &mc); err != nil {
 			return fmt.Errorf("raftnode: member %d context: %w", id, err)
 		}
 	}
-	ms.members[id] = &Member{ID: id, PeerURLs: mc.PeerURLs}
+	ms.members[id] = &Member{ID: id, PeerURLs: mc.PeerURLs, Learner: learner}
 	return nil
+}
+
+// voters lists the ids of the voting members.
+func (ms *membership) voters() []uint64 {
+	var out []uint64
+	for id, m := range ms.members {
+		if !m.Learner {
+			out = append(out, id)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// peerURLInUse reports whether a current member advertises u.
+func (ms *membership) peerURLInUse(u string) bool {
+	for _, m := range ms.members {
+		for _, p := range m.PeerURLs {
+			if p == u {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (ms *membership) remove(id uint64) {
@@ -58,7 +93,9 @@ func (ms *membership) remove(id uint64) {
 func (ms *membership) list() []Member {
 	out := make([]Member, 0, len(ms.members))
 	for _, m := range ms.members {
-		out = append(out, Member{ID: m.ID, PeerURLs: append([]string(nil), m.PeerURLs...)})
+		c := *m
+		c.PeerURLs = append([]string(nil), m.PeerURLs...)
+		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
@@ -113,7 +150,7 @@ func decodeSnapshot(data []byte) (*membership, []byte, error) {
 	}
 	ms := newMembership()
 	for _, m := range st.Members {
-		ms.members[m.ID] = &Member{ID: m.ID, PeerURLs: m.PeerURLs}
+		ms.members[m.ID] = &m
 	}
 	for _, id := range st.Removed {
 		ms.removed[id] = true

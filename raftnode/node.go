@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,6 +113,9 @@ type Node struct {
 	// Owned by the raft goroutine.
 	confState     *raftpb.ConfState
 	snapshotIndex uint64
+	removedSelf   bool // this node applied its own removal
+
+	confMu sync.Mutex // one membership change at a time from this node
 }
 
 // New builds a node over an opened store and a state machine that holds
@@ -153,14 +157,24 @@ func New(cfg Config, store Storage, sm StateMachine) (*Node, error) {
 	}
 	if snap := store.Snapshot(); snap != nil {
 		if err := n.restore(snap); err != nil {
+			n.transport.Stop()
 			return nil, err
 		}
+	}
+	if n.members.removed[cfg.ID] {
+		n.transport.Stop()
+		return nil, ErrRemoved
 	}
 	return n, nil
 }
 
 // PeerHandler serves the raft peer protocol; mount it on the peer listener.
-func (n *Node) PeerHandler() http.Handler { return n.transport.Handler() }
+func (n *Node) PeerHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+membersPath, n.serveMembers)
+	mux.Handle("/", n.transport.Handler())
+	return mux
+}
 
 // Run starts raft and handles its Ready loop until ctx is cancelled (nil) or
 // a storage or transport failure (an error: the process must stop, as it
@@ -168,19 +182,40 @@ func (n *Node) PeerHandler() http.Handler { return n.transport.Handler() }
 func (n *Node) Run(ctx context.Context) error {
 	defer close(n.stopped)
 	defer n.transport.Stop()
+	joining := n.cfg.Join && !n.store.Existed()
+	if joining {
+		// The leader's first messages need an answer before this node has
+		// applied any membership: learn it from the peers.
+		ms, err := n.fetchMembers(ctx)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if m.ID != n.cfg.ID && len(m.PeerURLs) > 0 {
+				n.transport.AddRemote(types.ID(m.ID), m.PeerURLs)
+			}
+		}
+	}
 	n.raft = n.startRaft()
 	defer n.raft.Stop()
 	close(n.started)
-	for i, u := range n.cfg.Peers {
-		if id := uint64(i + 1); id != n.cfg.ID {
-			n.transport.AddPeer(types.ID(id), []string{u})
-		}
-	}
 	n.mu.RLock()
 	for _, m := range n.members.list() {
 		n.addPeer(m)
 	}
 	n.mu.RUnlock()
+	if !n.cfg.Join {
+		// --cluster lists the initial members in id order; peers known
+		// from the data dir were added above and keep their URLs.
+		for i, u := range n.cfg.Peers {
+			if id := uint64(i + 1); id != n.cfg.ID {
+				n.transport.AddPeer(types.ID(id), []string{u})
+			}
+		}
+	}
+	pubCtx, stopPublish := context.WithCancel(context.Background())
+	defer stopPublish()
+	go n.publishAPIURL(pubCtx)
 
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
@@ -194,11 +229,20 @@ func (n *Node) Run(ctx context.Context) error {
 			if err := n.handleReady(rd); err != nil {
 				return err
 			}
+			if n.removedSelf {
+				n.lg.Warn("this node was removed from the cluster; stopping")
+				return ErrRemoved
+			}
 			if lead := n.lead.Load(); handoff != nil && lead != n.cfg.ID && lead != raft.None {
 				n.lg.Info("leadership handed over; stopping")
 				return nil
 			}
 		case err := <-n.transport.ErrorC:
+			// rafthttp reports peers answering 410 Gone to this node.
+			if strings.Contains(err.Error(), "permanently removed") {
+				n.lg.Warn("peers report this node removed from the cluster; stopping", zap.Error(err))
+				return ErrRemoved
+			}
 			return fmt.Errorf("raftnode: transport: %w", err)
 		case <-done:
 			done = nil
@@ -274,10 +318,15 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (Applied, error) {
 	data := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(cmd)), id)
 	data = append(data, cmd...)
 	ch := n.proposals.Register(id)
-	if err := n.proposeUntilAccepted(ctx, data); err != nil {
+	if err := n.proposeUntilAccepted(ctx, func() error { return n.raft.Propose(ctx, data) }); err != nil {
 		n.proposals.Trigger(id, nil)
 		return Applied{}, err
 	}
+	return n.await(ctx, id, ch)
+}
+
+// await waits for the proposal registered as id to be applied here.
+func (n *Node) await(ctx context.Context, id uint64, ch <-chan any) (Applied, error) {
 	changed := n.leaderChange()
 	var poll <-chan time.Time
 	var lostBelowTerm uint64 // set once the leader changed
@@ -344,12 +393,12 @@ func (n *Node) setLeader(lead uint64) {
 	}
 }
 
-// proposeUntilAccepted hands data to raft, retrying while raft drops it
-// (no leader yet, e.g. during an election), until ctx ends.
-func (n *Node) proposeUntilAccepted(ctx context.Context, data []byte) error {
+// proposeUntilAccepted hands a proposal to raft, retrying while raft drops
+// it (no leader yet, e.g. during an election), until ctx ends.
+func (n *Node) proposeUntilAccepted(ctx context.Context, propose func() error) error {
 	const retry = 20 * time.Millisecond
 	for {
-		err := n.raft.Propose(ctx, data)
+		err := propose()
 		switch {
 		case err == nil:
 			return nil

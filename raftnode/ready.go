@@ -135,7 +135,12 @@ func (n *Node) applyEntry(e *raftpb.Entry) error {
 			return nil // a new leader's empty entry
 		}
 		id := binary.BigEndian.Uint64(data)
-		res := n.sm.Apply(e.GetIndex(), data[8:])
+		var res any
+		if isInternal(id) {
+			res = n.applyInternal(data[8:])
+		} else {
+			res = n.sm.Apply(e.GetIndex(), data[8:])
+		}
 		n.proposals.Trigger(id, Applied{Index: e.GetIndex(), Term: e.GetTerm(), Result: res})
 	case raftpb.EntryConfChange:
 		var cc raftpb.ConfChange
@@ -161,14 +166,18 @@ func (n *Node) applyMembership(cc *raftpb.ConfChange) {
 	id := cc.GetNodeId()
 	switch cc.GetType() {
 	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
-		if err := n.members.add(id, cc.GetContext()); err != nil {
+		if err := n.members.add(id, cc.GetContext(), cc.GetType() == raftpb.ConfChangeAddLearnerNode); err != nil {
 			n.lg.Warn("ignoring bad member context", zap.Uint64("member", id), zap.Error(err))
 			return
 		}
 		n.addPeer(*n.members.members[id])
+		n.lg.Info("member added", zap.Uint64("member", id), zap.Bool("learner", n.members.members[id].Learner))
 	case raftpb.ConfChangeRemoveNode:
 		n.members.remove(id)
-		if id != n.cfg.ID {
+		n.lg.Info("member removed", zap.Uint64("member", id))
+		if id == n.cfg.ID {
+			n.removedSelf = true
+		} else {
 			n.transport.RemovePeer(types.ID(id))
 		}
 	}

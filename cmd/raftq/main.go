@@ -44,6 +44,7 @@ func parseFlags(args []string) (config, error) {
 	fs.Uint64Var(&c.raft.ID, "id", 1, "node id, 1-based; never reused")
 	fs.StringVar(&c.cluster, "cluster", "http://127.0.0.1:12379", "peer URLs of the initial members in id order, comma-separated")
 	fs.StringVar(&c.apiAddr, "api-addr", "127.0.0.1:12380", "client API listen address HOST:PORT")
+	fs.StringVar(&c.raft.APIURL, "advertise-api", "", "client API URL other nodes list for this one (default http://<api-addr>)")
 	fs.StringVar(&c.listenPeer, "listen-peer", "", "peer listen address HOST:PORT (default: the host:port of this node's URL in --cluster)")
 	fs.StringVar(&c.raft.PeerLocalAddr, "peer-local-addr", "", "local IP address to make outgoing peer connections from (default: any)")
 	fs.StringVar(&c.dataDir, "data-dir", "", "directory for the WAL and snapshots (default raftq-<id>)")
@@ -61,6 +62,9 @@ func parseFlags(args []string) (config, error) {
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	c.raft.Peers = strings.Split(c.cluster, ",")
+	if c.raft.APIURL == "" {
+		c.raft.APIURL = "http://" + c.apiAddr
+	}
 	if c.dataDir == "" {
 		c.dataDir = fmt.Sprintf("raftq-%d", c.raft.ID)
 	}
@@ -115,7 +119,15 @@ func main() {
 	c.raft.Logger = lg.Named("raftnode")
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, c, lg); err != nil {
+	err = run(ctx, c, lg)
+	if errors.Is(err, raftnode.ErrRemoved) {
+		lg.Warn("this node is no longer a member of the cluster; exiting. Its id is never reused: "+
+			"to bring this machine back, wipe its data dir and add it under a new id",
+			zap.Uint64("id", c.raft.ID), zap.String("data-dir", c.dataDir))
+		lg.Sync()
+		return
+	}
+	if err != nil {
 		lg.Error("raftq stopped on an error", zap.Error(err))
 		lg.Sync()
 		os.Exit(1)

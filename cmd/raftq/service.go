@@ -64,9 +64,75 @@ func (s *service) Nodes(ctx context.Context) (httpapi.Nodes, error) {
 	st := s.node.Status()
 	out := httpapi.Nodes{Leader: st.Leader, Nodes: []httpapi.Node{}}
 	for _, m := range st.Members {
-		out.Nodes = append(out.Nodes, httpapi.Node{ID: m.ID, PeerURLs: m.PeerURLs, IsLeader: m.ID == st.Leader})
+		out.Nodes = append(out.Nodes, apiNode(m, st.Leader))
 	}
 	return out, nil
+}
+
+func apiNode(m raftnode.Member, leader uint64) httpapi.Node {
+	return httpapi.Node{ID: m.ID, PeerURLs: m.PeerURLs, APIURL: m.APIURL, Learner: m.Learner, IsLeader: m.ID == leader}
+}
+
+func (s *service) AddNode(ctx context.Context, spec httpapi.NodeSpec) (httpapi.Node, error) {
+	m, err := s.node.AddMember(ctx, spec.ID, spec.PeerURL, spec.Learner)
+	if err != nil {
+		return httpapi.Node{}, memberErr(err)
+	}
+	return apiNode(m, s.node.Status().Leader), nil
+}
+
+func (s *service) RemoveNode(ctx context.Context, id uint64) (httpapi.Nodes, error) {
+	if _, err := s.node.RemoveMember(ctx, id); err != nil {
+		return httpapi.Nodes{}, memberErr(err)
+	}
+	return s.Nodes(ctx)
+}
+
+func (s *service) PromoteNode(ctx context.Context, id uint64) (httpapi.Node, error) {
+	m, err := s.node.PromoteMember(ctx, id)
+	var nl *raftnode.NotLeaderError
+	if errors.As(err, &nl) {
+		for _, m := range s.node.Status().Members {
+			if m.ID == nl.Leader && m.APIURL != "" {
+				return httpapi.Node{}, &httpapi.LeaderElsewhereError{URL: m.APIURL}
+			}
+		}
+		return httpapi.Node{}, fmt.Errorf("%w: %w", httpapi.ErrUnavailable, err)
+	}
+	if err != nil {
+		return httpapi.Node{}, memberErr(err)
+	}
+	return apiNode(m, s.node.Status().Leader), nil
+}
+
+func (s *service) TransferLeader(ctx context.Context, id uint64) (httpapi.Nodes, error) {
+	if err := s.node.TransferLeadership(ctx, id); err != nil {
+		if errors.Is(err, raftnode.ErrTransferTimeout) {
+			return httpapi.Nodes{}, fmt.Errorf("%w: %w", httpapi.ErrGatewayTimeout, err)
+		}
+		return httpapi.Nodes{}, memberErr(err)
+	}
+	return s.Nodes(ctx)
+}
+
+// memberErr maps raftnode's membership errors to API statuses.
+func memberErr(err error) error {
+	switch {
+	case errors.Is(err, raftnode.ErrUnknownMember):
+		return fmt.Errorf("%w: %w", httpapi.ErrNotFound, err)
+	case errors.Is(err, raftnode.ErrIDUsed), errors.Is(err, raftnode.ErrPeerURLInUse),
+		errors.Is(err, raftnode.ErrNotLearner), errors.Is(err, raftnode.ErrIsLearner),
+		errors.Is(err, raftnode.ErrLearnerBehind), errors.Is(err, raftnode.ErrLastVoter):
+		return fmt.Errorf("%w: %w", httpapi.ErrConflict, err)
+	case errors.Is(err, raftnode.ErrWouldLoseQuorum), errors.Is(err, raftnode.ErrReadTimeout):
+		// Refused before anything was proposed.
+		return fmt.Errorf("%w: %w: %w", httpapi.ErrUnavailable, httpapi.ErrNotApplied, err)
+	case errors.Is(err, raftnode.ErrNoLeader), errors.Is(err, raftnode.ErrTimeout), errors.Is(err, raftnode.ErrLeaderChanged),
+		errors.Is(err, raftnode.ErrStopped):
+		return unavailable(err)
+	default:
+		return fmt.Errorf("%w: %w", httpapi.ErrInvalid, err)
+	}
 }
 
 // checkName refuses an invalid queue name before it costs a log entry; the
