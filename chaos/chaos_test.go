@@ -123,3 +123,12 @@ func TestDiskDamage(t *testing.T) {
 		t.Fatal("a corrupted WAL never made a node refuse to start")
 	}
 }
+
+// Membership churn under traffic: nodes join under fresh ids and leave,
+// the leader among them.
+func TestMembershipChurn(t *testing.T) {
+	res := runScenario(t, Scenario{Name: "membership", Faults: []string{Membership}})
+	if res.Stats.Faults[Membership] < 2 {
+		t.Fatalf("only %d membership changes happened", res.Stats.Faults[Membership])
+	}
+}

@@ -67,11 +67,13 @@ func (c ClusterConfig) ElectionTimeout() time.Duration {
 
 // Cluster is a running set of raftq processes and the network between them.
 type Cluster struct {
-	cfg   ClusterConfig
-	Net   *Net
-	nodes []*Node
-	peers string
-	lg    *zap.Logger
+	cfg ClusterConfig
+	Net *Net
+	lg  *zap.Logger
+
+	mu    sync.RWMutex
+	nodes []*Node // by id - 1; removed members stay
+	peers string  // --cluster: every peer URL known, in id order
 }
 
 // Node is one raftq process (which may be stopped, paused or dead).
@@ -82,6 +84,8 @@ type Node struct {
 	LogPath string
 	peer    string // the real peer listener, behind proxy
 	proxy   *Proxy
+	join    bool // added at runtime: started with --join
+	removed bool // removed from the membership (guarded by Cluster.mu)
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -153,16 +157,76 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 // Config is the configuration the cluster runs with.
 func (c *Cluster) Config() ClusterConfig { return c.cfg }
 
-// Nodes lists every node, in id order.
-func (c *Cluster) Nodes() []*Node { return c.nodes }
+// Nodes lists every node ever started, removed ones too, in id order.
+func (c *Cluster) Nodes() []*Node {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return append([]*Node(nil), c.nodes...)
+}
+
+// Members lists the nodes that are members (not removed), in id order.
+func (c *Cluster) Members() []*Node {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []*Node
+	for _, n := range c.nodes {
+		if !n.removed {
+			out = append(out, n)
+		}
+	}
+	return out
+}
 
 // Node returns node id.
-func (c *Cluster) Node(id uint64) *Node { return c.nodes[id-1] }
+func (c *Cluster) Node(id uint64) *Node {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.nodes[id-1]
+}
+
+// NewNode prepares the next id for a runtime addition (its proxy, ports
+// and data dir) without starting it; Start starts it with --join.
+func (c *Cluster) NewNode() (*Node, error) {
+	api, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	peer, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id := uint64(len(c.nodes) + 1)
+	n := &Node{ID: id, API: "http://" + api, peer: peer, join: true,
+		DataDir: filepath.Join(c.cfg.Dir, fmt.Sprintf("node-%d", id)),
+		LogPath: filepath.Join(c.cfg.Dir, fmt.Sprintf("node-%d.log", id))}
+	if n.proxy, err = c.Net.Listen(id, peer); err != nil {
+		return nil, err
+	}
+	c.nodes = append(c.nodes, n)
+	c.peers += ",http://" + n.proxy.Addr()
+	return n, nil
+}
+
+// PeerURL is where peers reach node id (its proxy).
+func (n *Node) PeerURL() string { return "http://" + n.proxy.Addr() }
+
+// MarkRemoved records that node id left the membership: healing no longer
+// restarts it and convergence no longer waits for it.
+func (c *Cluster) MarkRemoved(id uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nodes[id-1].removed = true
+}
 
 // Start starts node id on its data dir, with extra environment (such as
 // RAFTQ_FAILPOINTS), and waits until its API port accepts connections.
 func (c *Cluster) Start(ctx context.Context, id uint64, env ...string) error {
 	n := c.Node(id)
+	c.mu.RLock()
+	peers := c.peers
+	c.mu.RUnlock()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.cmd != nil && n.cmd.ProcessState == nil {
@@ -172,13 +236,16 @@ func (c *Cluster) Start(ctx context.Context, id uint64, env ...string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(c.cfg.Binary,
-		"--id", strconv.FormatUint(id, 10), "--cluster", c.peers,
+	args := []string{"--id", strconv.FormatUint(id, 10), "--cluster", peers,
 		"--listen-peer", n.peer, "--peer-local-addr", NodeAddr(id),
 		"--api-addr", strings.TrimPrefix(n.API, "http://"), "--data-dir", n.DataDir,
 		"--snapshot-count", strconv.Itoa(c.cfg.SnapshotCount),
 		"--tick", c.cfg.Tick.String(), "--election-ticks", strconv.Itoa(c.cfg.ElectionTicks),
-		"--request-timeout", c.cfg.RequestTimeout.String())
+		"--request-timeout", c.cfg.RequestTimeout.String()}
+	if n.join {
+		args = append(args, "--join")
+	}
+	cmd := exec.Command(c.cfg.Binary, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -283,7 +350,7 @@ func (c *Cluster) stopCont(id uint64, sig syscall.Signal, paused bool) error {
 // HealAll heals the network, resumes paused nodes and restarts dead ones.
 func (c *Cluster) HealAll(ctx context.Context) error {
 	c.Net.Heal()
-	for _, n := range c.nodes {
+	for _, n := range c.Members() {
 		n.mu.Lock()
 		paused := n.paused
 		n.mu.Unlock()
@@ -303,7 +370,7 @@ func (c *Cluster) HealAll(ctx context.Context) error {
 
 // Close kills every node and closes the proxies.
 func (c *Cluster) Close() {
-	for _, n := range c.nodes {
+	for _, n := range c.Nodes() {
 		if c.Running(n.ID) {
 			c.Kill(n.ID)
 		}
@@ -346,7 +413,7 @@ func (c *Cluster) State(ctx context.Context, id uint64) (LocalState, error) {
 func (c *Cluster) Leader(ctx context.Context) uint64 {
 	votes := map[uint64]int{}
 	self := map[uint64]bool{}
-	for _, n := range c.nodes {
+	for _, n := range c.Members() {
 		st, err := c.State(ctx, n.ID)
 		if err != nil {
 			continue
@@ -394,7 +461,7 @@ func (c *Cluster) WaitConverged(ctx context.Context, timeout time.Duration) ([]L
 	var lastErr error
 	for time.Now().Before(deadline) {
 		last, lastErr = nil, nil
-		for _, n := range c.nodes {
+		for _, n := range c.Members() {
 			st, err := c.State(ctx, n.ID)
 			if err != nil {
 				lastErr = err

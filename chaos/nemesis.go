@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -32,11 +34,12 @@ const (
 	TornTail      = "torn-tail"    // kill -9, truncate the WAL's last record, restart
 	CorruptWAL    = "corrupt-wal"  // a flipped bit mid-WAL: must refuse to start
 	CorruptSnap   = "corrupt-snap" // a flipped bit in the newest snapshot
+	Membership    = "membership"   // add a node under a fresh id, or remove one (the leader half the time)
 )
 
 // AllFaults lists every fault.
 var AllFaults = []string{KillLeader, KillFollower, PauseLeader, PauseFollower, IsolateLeader, IsolateNode,
-	PartitionHalf, OneWay, SlowLink, CrashPoint, TornTail, CorruptWAL, CorruptSnap}
+	PartitionHalf, OneWay, SlowLink, CrashPoint, TornTail, CorruptWAL, CorruptSnap, Membership}
 
 // nemesis injects faults into a running cluster.
 type nemesis struct {
@@ -67,7 +70,7 @@ func (n *nemesis) problem(format string, args ...any) {
 
 func (n *nemesis) ids() []uint64 {
 	var out []uint64
-	for _, nd := range n.c.nodes {
+	for _, nd := range n.c.Members() {
 		out = append(out, nd.ID)
 	}
 	return out
@@ -165,7 +168,8 @@ func (n *nemesis) inject(ctx context.Context, fault string) error {
 		n.c.Net.Heal()
 		return nil
 	case SlowLink:
-		id := n.ids()[n.rng.IntN(len(n.c.nodes))]
+		ids := n.ids()
+		id := ids[n.rng.IntN(len(ids))]
 		rule := LinkRule{Delay: time.Duration(20+n.rng.IntN(130)) * time.Millisecond, Loss: 0.05 + 0.15*n.rng.Float64()}
 		for _, o := range n.ids() {
 			if o != id {
@@ -185,6 +189,8 @@ func (n *nemesis) inject(ctx context.Context, fault string) error {
 		return n.corrupt(ctx, "wal", ".wal")
 	case CorruptSnap:
 		return n.corrupt(ctx, "snap", ".snap")
+	case Membership:
+		return n.churn(ctx)
 	}
 	return fmt.Errorf("chaos: unknown fault %q", fault)
 }
@@ -425,4 +431,83 @@ func (n *nemesis) walByte(b []byte, off int) int {
 		pos = next
 	}
 	return off
+}
+
+// churn changes the membership through the API while traffic runs: with
+// three members or fewer it adds a node under a fresh id with an empty
+// data dir (it joins and catches up, by snapshot once the log is
+// compacted); with more it removes one, the leader half the time, and
+// requires the removed process to exit 0 by itself.
+func (n *nemesis) churn(ctx context.Context) error {
+	lead, err := n.leader(ctx)
+	if err != nil {
+		return err
+	}
+	members := n.c.Members()
+	api := n.c.Node(lead).API
+	if len(members) <= 3 {
+		nd, err := n.c.NewNode()
+		if err != nil {
+			return err
+		}
+		body := fmt.Sprintf(`{"id":%d,"peer_url":%q}`, nd.ID, nd.PeerURL())
+		if status, out := mgmtCall(ctx, http.MethodPost, api+"/mgmt/nodes", body); status != http.StatusCreated {
+			n.problem("adding node %d: %d %s", nd.ID, status, out)
+			n.c.MarkRemoved(nd.ID)
+			return nil
+		}
+		n.lg.Info("member added", zap.Uint64("node", nd.ID))
+		if err := n.c.Start(ctx, nd.ID); err != nil {
+			n.problem("starting added node %d: %v", nd.ID, err)
+			return nil
+		}
+		n.sleep(ctx, n.hold)
+		return nil
+	}
+	victim := lead
+	if n.rng.IntN(2) == 0 {
+		if victim, err = n.follower(ctx); err != nil {
+			return err
+		}
+	} else {
+		n.markLeaderFault()
+	}
+	var via string
+	for _, m := range members {
+		if m.ID != victim {
+			via = m.API
+			break
+		}
+	}
+	if status, out := mgmtCall(ctx, http.MethodDelete, fmt.Sprintf("%s/mgmt/nodes/%d", via, victim), ""); status != http.StatusOK {
+		n.problem("removing node %d: %d %s", victim, status, out)
+		return nil
+	}
+	n.c.MarkRemoved(victim)
+	n.lg.Info("member removed", zap.Uint64("node", victim))
+	code, err := n.c.WaitExit(victim, 20*time.Second)
+	switch {
+	case err != nil:
+		n.problem("removed node %d did not exit: %v", victim, err)
+		n.c.Kill(victim)
+	case code != 0:
+		n.problem("removed node %d exited with status %d", victim, code)
+	}
+	n.sleep(ctx, n.hold)
+	return nil
+}
+
+func mgmtCall(ctx context.Context, method, url, body string) (int, string) {
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	if err != nil {
+		return 0, err.Error()
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

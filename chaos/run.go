@@ -120,7 +120,7 @@ func Run(ctx context.Context, s Scenario, cfg RunConfig) (*Result, error) {
 	if err := Drain(ctx, c, h, queues, 60*time.Second); err != nil {
 		res.Problems = append(res.Problems, err.Error())
 	}
-	for _, n := range c.nodes {
+	for _, n := range c.Members() {
 		depths, err := c.QueueDepths(ctx, n.ID)
 		if err != nil {
 			res.Problems = append(res.Problems, fmt.Sprintf("final read on node %d: %v", n.ID, err))

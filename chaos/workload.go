@@ -105,7 +105,7 @@ func (w Workload) Run(ctx context.Context, c *Cluster, h *History) {
 	var wg sync.WaitGroup
 	for i := range w.Clients {
 		cl := &client{id: i, c: c, h: h, rng: rand.New(rand.NewPCG(w.Seed, uint64(i)))}
-		if i < len(c.nodes) {
+		if i < len(c.Nodes()) {
 			cl.pinned = uint64(i + 1)
 		}
 		wg.Add(1)
@@ -146,7 +146,7 @@ func (cl *client) node() uint64 {
 	if cl.pinned != 0 {
 		return cl.pinned
 	}
-	return uint64(1 + cl.rng.IntN(len(cl.c.nodes)))
+	return uint64(1 + cl.rng.IntN(len(cl.c.Nodes())))
 }
 
 func (cl *client) enqueue(q, value string) Op {
@@ -255,7 +255,8 @@ func Drain(ctx context.Context, c *Cluster, h *History, queues int, timeout time
 			if time.Now().After(deadline) || ctx.Err() != nil {
 				return fmt.Errorf("chaos: drain of %s did not finish in %v", q, timeout)
 			}
-			cl.pinned = uint64(1 + k%len(c.nodes))
+			members := c.Members()
+			cl.pinned = members[k%len(members)].ID
 			op := cl.dequeue(q)
 			if op.Outcome == OK && op.Value == "" {
 				break
