@@ -136,15 +136,12 @@ func TestMembershipGrowAndShrink(t *testing.T) {
 		r := mgmt(t, http.MethodPost, c.procs[1].api+"/mgmt/nodes/5/promote", "")
 		return r.status == http.StatusOK
 	}, "node 5 to be promoted")
-	waitFor(t, func() bool {
-		v := nodesOf(t, p5)
-		for _, n := range v.Nodes {
-			if n.Learner || n.APIURL == "" {
-				return false
-			}
+	waitPublished(t, p5, 5)
+	for _, n := range nodesOf(t, p5).Nodes {
+		if n.Learner {
+			t.Errorf("member %d is still a learner", n.ID)
 		}
-		return len(v.Nodes) == 5
-	}, "5 voters, each with its API URL published")
+	}
 	mu.Lock()
 	voters = append(voters, p5)
 	mu.Unlock()
@@ -221,9 +218,23 @@ func TestLearnerIsNotInQuorum(t *testing.T) {
 	}
 }
 
+// waitPublished waits until every member's API URL is known.
+func waitPublished(t *testing.T, p *proc, members int) {
+	waitFor(t, func() bool {
+		v := nodesOf(t, p)
+		for _, n := range v.Nodes {
+			if n.APIURL == "" {
+				return false
+			}
+		}
+		return len(v.Nodes) == members
+	}, "every API URL to be published")
+}
+
 func TestMembershipErrors(t *testing.T) {
 	c := startCluster(t, 3)
 	api := c.procs[0].api
+	waitPublished(t, c.procs[1], 3)
 	for _, tc := range []struct {
 		method, path, body string
 		status             int
@@ -244,6 +255,21 @@ func TestMembershipErrors(t *testing.T) {
 		if r.status != tc.status || json.Unmarshal(r.body, &e) != nil || e.Error == "" {
 			t.Errorf("%s %s %s: %d %s, want %d with a JSON error", tc.method, tc.path, tc.body, r.status, r.body, tc.status)
 		}
+	}
+
+	// A learner that never started cannot be promoted nor lead; it can be
+	// removed.
+	if r := mgmt(t, http.MethodPost, api+"/mgmt/nodes", `{"id":8,"peer_url":"http://127.0.0.1:1","learner":true}`); r.status != http.StatusCreated {
+		t.Fatalf("add learner 8: %d %s", r.status, r.body)
+	}
+	if r := mgmt(t, http.MethodPost, c.procs[1].api+"/mgmt/nodes/8/promote", ""); r.status != http.StatusConflict {
+		t.Errorf("promoting a learner that is not connected: %d %s, want 409", r.status, r.body)
+	}
+	if r := mgmt(t, http.MethodPost, api+"/mgmt/leader", `{"id":8}`); r.status != http.StatusConflict {
+		t.Errorf("leadership to a learner: %d %s, want 409", r.status, r.body)
+	}
+	if r := mgmt(t, http.MethodDelete, api+"/mgmt/nodes/8", ""); r.status != http.StatusOK {
+		t.Errorf("removing a learner: %d %s", r.status, r.body)
 	}
 
 	// Remove node 3: it exits 0; its id cannot come back, and its old data
@@ -269,6 +295,9 @@ func TestMembershipErrors(t *testing.T) {
 	// With node 2 down, the remaining voter alone has no quorum: a change
 	// is refused (503, not applied) and nothing changes.
 	c.kill(1)
+	if r := mgmt(t, http.MethodPost, api+"/mgmt/leader", `{"id":2}`); r.status != http.StatusServiceUnavailable {
+		t.Errorf("leadership to a stopped node: %d %s, want 503 at once", r.status, r.body)
+	}
 	r := mgmt(t, http.MethodPost, api+"/mgmt/nodes", `{"id":7,"peer_url":"http://127.0.0.1:1"}`)
 	var e struct{ Outcome string }
 	json.Unmarshal(r.body, &e)

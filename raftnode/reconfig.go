@@ -33,6 +33,9 @@ var (
 	// its new quorum needs (etcd's strict reconfiguration check). Nothing
 	// was proposed.
 	ErrWouldLoseQuorum = errors.New("raftnode: change refused: not enough active voters for the new quorum")
+	// ErrUnreachable: the target of a leadership transfer is not connected
+	// to this node. Nothing was changed.
+	ErrUnreachable = errors.New("raftnode: member is not reachable")
 	// ErrTransferTimeout: leadership did not move in time.
 	ErrTransferTimeout = errors.New("raftnode: leadership transfer did not finish in time")
 	// ErrRemoved: this node was removed from the cluster; it stops.
@@ -269,6 +272,9 @@ func (n *Node) PromoteMember(ctx context.Context, id uint64) (Member, error) {
 		if !ok {
 			return fmt.Errorf("%w: %d", ErrUnknownMember, id)
 		}
+		if !n.active(id) {
+			return fmt.Errorf("%w: it is not connected to this leader", ErrLearnerBehind)
+		}
 		if last := st.Progress[n.cfg.ID].Match; pr.Match+MaxLearnerLag < last {
 			return fmt.Errorf("%w: it has %d of %d entries", ErrLearnerBehind, pr.Match, last)
 		}
@@ -292,6 +298,11 @@ func (n *Node) TransferLeadership(ctx context.Context, id uint64) error {
 	}
 	if err := n.waitStarted(ctx); err != nil {
 		return err
+	}
+	if n.lead.Load() != id && !n.active(id) {
+		// raft would hold proposals for an election timeout waiting for
+		// a transfer that cannot finish.
+		return fmt.Errorf("%w: node %d is not reachable", ErrUnreachable, id)
 	}
 	tick := time.NewTicker(n.cfg.TickInterval)
 	defer tick.Stop()

@@ -97,7 +97,7 @@ func (s *service) PromoteNode(ctx context.Context, id uint64) (httpapi.Node, err
 				return httpapi.Node{}, &httpapi.LeaderElsewhereError{URL: m.APIURL}
 			}
 		}
-		return httpapi.Node{}, fmt.Errorf("%w: %w", httpapi.ErrUnavailable, err)
+		return httpapi.Node{}, fmt.Errorf("%w: %w: %w (its API URL is not known yet)", httpapi.ErrUnavailable, httpapi.ErrNotApplied, err)
 	}
 	if err != nil {
 		return httpapi.Node{}, memberErr(err)
@@ -124,7 +124,7 @@ func memberErr(err error) error {
 		errors.Is(err, raftnode.ErrNotLearner), errors.Is(err, raftnode.ErrIsLearner),
 		errors.Is(err, raftnode.ErrLearnerBehind), errors.Is(err, raftnode.ErrLastVoter):
 		return fmt.Errorf("%w: %w", httpapi.ErrConflict, err)
-	case errors.Is(err, raftnode.ErrWouldLoseQuorum), errors.Is(err, raftnode.ErrReadTimeout):
+	case errors.Is(err, raftnode.ErrWouldLoseQuorum), errors.Is(err, raftnode.ErrReadTimeout), errors.Is(err, raftnode.ErrUnreachable):
 		// Refused before anything was proposed.
 		return fmt.Errorf("%w: %w: %w", httpapi.ErrUnavailable, httpapi.ErrNotApplied, err)
 	case errors.Is(err, raftnode.ErrNoLeader), errors.Is(err, raftnode.ErrTimeout), errors.Is(err, raftnode.ErrLeaderChanged),
