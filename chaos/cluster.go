@@ -229,7 +229,7 @@ func (c *Cluster) Start(ctx context.Context, id uint64, env ...string) error {
 	c.mu.RUnlock()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cmd != nil && n.cmd.ProcessState == nil {
+	if n.alive() {
 		return fmt.Errorf("chaos: node %d is already running", id)
 	}
 	logf, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
@@ -272,6 +272,20 @@ func (c *Cluster) Start(ctx context.Context, id uint64, env ...string) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return fmt.Errorf("chaos: node %d did not start serving in 20s", id)
+}
+
+// alive reports whether the process runs; n.mu must be held. (Wait
+// writes cmd.ProcessState in another goroutine; exited is synchronised.)
+func (n *Node) alive() bool {
+	if n.exited == nil {
+		return false
+	}
+	select {
+	case <-n.exited:
+		return false
+	default:
+		return true
+	}
 }
 
 // Running reports whether node id's process is alive (paused counts).
@@ -336,7 +350,7 @@ func (c *Cluster) stopCont(id uint64, sig syscall.Signal, paused bool) error {
 	n := c.Node(id)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cmd == nil || n.cmd.ProcessState != nil {
+	if !n.alive() {
 		return nil
 	}
 	if err := n.cmd.Process.Signal(sig); err != nil {

@@ -81,7 +81,7 @@ func startCluster(t *testing.T, n int, flags ...string) *cluster {
 	c.peers = strings.Join(peers, ",")
 	t.Cleanup(func() {
 		for _, p := range c.procs {
-			if p.cmd != nil && p.cmd.ProcessState == nil {
+			if p.running() {
 				p.cmd.Process.Kill()
 				<-p.exited
 			}
@@ -131,6 +131,21 @@ func (c *cluster) spawn(i int) {
 	}
 	p.exited = make(chan struct{})
 	go func() { p.cmd.Wait(); logf.Close(); close(p.exited) }()
+}
+
+// running reports whether p's process was started and has not exited.
+// (cmd.ProcessState is written by Wait in another goroutine; exited is
+// the synchronised signal.)
+func (p *proc) running() bool {
+	if p.exited == nil {
+		return false
+	}
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
 }
 
 // newProc prepares node id for a runtime addition: its ports and dirs, and
@@ -199,7 +214,7 @@ func (c *cluster) leader() int {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		for i, p := range c.procs {
-			if p.cmd == nil || p.cmd.ProcessState != nil {
+			if !p.running() {
 				continue
 			}
 			var v nodesView
