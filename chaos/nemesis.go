@@ -410,9 +410,10 @@ func mustGlob(p string) []string {
 	return m
 }
 
-// walByte moves off to a byte the WAL's CRCs or framing cover: the frame
-// holding off, its length field or record, never its padding (etcd pads
-// frames to 8 bytes, and a flipped padding bit is rightly harmless).
+// walByte moves off to a byte the WAL's CRCs or framing cover: in the
+// frame holding off, its length's low 7 bytes or its record, never its
+// padding (etcd pads frames to 8 bytes, and a flipped padding bit is
+// rightly harmless).
 func (n *nemesis) walByte(b []byte, off int) int {
 	for pos := 0; pos+8 <= len(b); {
 		lenField := int64(binary.LittleEndian.Uint64(b[pos:]))
@@ -426,7 +427,13 @@ func (n *nemesis) walByte(b []byte, off int) int {
 			return off
 		}
 		if off < next {
-			return pos + n.rng.IntN(8+recBytes)
+			// Skip the length's top byte: etcd reads only its top bit and
+			// low 3 bits (the padding), so a flip there can be harmless.
+			k := n.rng.IntN(7 + recBytes)
+			if k >= 7 {
+				k++
+			}
+			return pos + k
 		}
 		pos = next
 	}
