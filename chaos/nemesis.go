@@ -326,7 +326,9 @@ func (n *nemesis) tornTail(ctx context.Context) error {
 	}
 	n.lg.Info("tore WAL tail", zap.Uint64("node", id), zap.String("file", filepath.Base(path)), zap.Int("bytes", cut))
 	if err := n.c.Start(ctx, id); err != nil {
-		n.problem("node %d did not restart after a torn WAL tail: %v", id, err)
+		if ctx.Err() == nil { // else the run ended; healing restarts it
+			n.problem("node %d did not restart after a torn WAL tail: %v", id, err)
+		}
 		return nil
 	}
 	if logHas(n.c.Node(id).LogPath, "repaired torn WAL tail") {
@@ -465,7 +467,9 @@ func (n *nemesis) churn(ctx context.Context) error {
 		}
 		n.lg.Info("member added", zap.Uint64("node", nd.ID))
 		if err := n.c.Start(ctx, nd.ID); err != nil {
-			n.problem("starting added node %d: %v", nd.ID, err)
+			if ctx.Err() == nil { // else the run ended; healing starts it
+				n.problem("starting added node %d: %v", nd.ID, err)
+			}
 			return nil
 		}
 		n.sleep(ctx, n.hold)
