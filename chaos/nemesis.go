@@ -452,6 +452,9 @@ func (n *nemesis) churn(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A change, once asked for, is seen through even if the run ends
+	// meanwhile: its outcome must be known to heal and check the cluster.
+	ctx = context.WithoutCancel(ctx)
 	members := n.c.Members()
 	api := n.c.Node(lead).API
 	if len(members) <= 3 {
