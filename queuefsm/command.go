@@ -6,44 +6,90 @@ import (
 	"fmt"
 )
 
-// commandVersion is the first byte of every encoded command. A replica that
-// meets an unknown version refuses it deterministically rather than guessing.
-const commandVersion = 1
+// Command versions, the first byte of every encoded command. Version 1
+// (no proposer time) is still read, so logs written before leases replay;
+// a replica that meets an unknown version refuses it deterministically.
+const (
+	commandV1      = 1
+	commandVersion = 2
+)
 
 // Op names a state-machine operation.
 type Op byte
 
 const (
-	OpEnqueue Op = 1
-	OpDequeue Op = 2
+	OpEnqueue   Op = 1 // append a message (optionally delayed, idempotent)
+	OpDequeue   Op = 2 // remove and return the head (at-most-once pop)
+	OpLease     Op = 3 // lease the head for TTL
+	OpAck       Op = 4 // remove a leased message for good
+	OpRelease   Op = 5 // give a leased message back (after Delay)
+	OpExtend    Op = 6 // extend a lease to now + TTL
+	OpConfigure Op = 7 // set MaxDeliveries and DeadLetterQueue
+	OpTick      Op = 8 // only advance the clock (expire leases, delays)
 )
 
-// Command is a decoded state-machine operation.
+// Command is a decoded state-machine operation. Time is the proposer's
+// wall clock in Unix milliseconds; the other fields are used per Op.
 type Command struct {
-	Op          Op
-	Queue       string
-	ContentType string // enqueue only
-	Body        []byte // enqueue only
+	Op              Op
+	Time            int64
+	Queue           string
+	ContentType     string // enqueue
+	IdempotencyKey  string // enqueue
+	Delay           int64  // enqueue, release: milliseconds
+	TTL             int64  // lease, extend: milliseconds
+	ID              uint64 // ack, release, extend
+	Token           string // ack, release, extend
+	MaxDeliveries   uint64 // configure
+	DeadLetterQueue string // configure
+	Body            []byte // enqueue
 }
 
 // ErrBadCommand reports a command that cannot be decoded. Apply returns it as
 // its (deterministic) result; it never panics on input.
 var ErrBadCommand = errors.New("queuefsm: malformed command")
 
-// EncodeEnqueue returns the command that appends body to queue.
+// Encode returns the command's bytes.
+func (c Command) Encode() []byte {
+	b := make([]byte, 0, 32+len(c.Queue)+len(c.ContentType)+len(c.IdempotencyKey)+len(c.Token)+len(c.DeadLetterQueue)+len(c.Body))
+	b = append(b, commandVersion, byte(c.Op))
+	b = binary.AppendVarint(b, c.Time)
+	b = appendString(b, c.Queue)
+	switch c.Op {
+	case OpEnqueue:
+		b = appendString(b, c.ContentType)
+		b = appendString(b, c.IdempotencyKey)
+		b = binary.AppendVarint(b, c.Delay)
+		b = append(b, c.Body...)
+	case OpLease:
+		b = binary.AppendVarint(b, c.TTL)
+	case OpAck:
+		b = binary.AppendUvarint(b, c.ID)
+		b = appendString(b, c.Token)
+	case OpRelease:
+		b = binary.AppendUvarint(b, c.ID)
+		b = appendString(b, c.Token)
+		b = binary.AppendVarint(b, c.Delay)
+	case OpExtend:
+		b = binary.AppendUvarint(b, c.ID)
+		b = appendString(b, c.Token)
+		b = binary.AppendVarint(b, c.TTL)
+	case OpConfigure:
+		b = binary.AppendUvarint(b, c.MaxDeliveries)
+		b = appendString(b, c.DeadLetterQueue)
+	}
+	return b
+}
+
+// EncodeEnqueue returns the command that appends body to queue, stamped
+// with no time (tests and tools; the server stamps its proposals).
 func EncodeEnqueue(queue, contentType string, body []byte) []byte {
-	b := make([]byte, 0, 2+2*binary.MaxVarintLen64+len(queue)+len(contentType)+len(body))
-	b = append(b, commandVersion, byte(OpEnqueue))
-	b = appendString(b, queue)
-	b = appendString(b, contentType)
-	return append(b, body...)
+	return Command{Op: OpEnqueue, Queue: queue, ContentType: contentType, Body: body}.Encode()
 }
 
 // EncodeDequeue returns the command that removes the head of queue.
 func EncodeDequeue(queue string) []byte {
-	b := make([]byte, 0, 2+binary.MaxVarintLen64+len(queue))
-	b = append(b, commandVersion, byte(OpDequeue))
-	return appendString(b, queue)
+	return Command{Op: OpDequeue, Queue: queue}.Encode()
 }
 
 // DecodeCommand parses an encoded command. The returned Body aliases cmd.
@@ -51,9 +97,43 @@ func DecodeCommand(cmd []byte) (Command, error) {
 	if len(cmd) < 2 {
 		return Command{}, fmt.Errorf("%w: %d bytes", ErrBadCommand, len(cmd))
 	}
+	if cmd[0] == commandV1 {
+		return decodeV1(cmd)
+	}
 	if cmd[0] != commandVersion {
 		return Command{}, fmt.Errorf("%w: version %d", ErrBadCommand, cmd[0])
 	}
+	r := &reader{b: cmd[2:]}
+	c := Command{Op: Op(cmd[1]), Time: r.varint(), Queue: r.string()}
+	switch c.Op {
+	case OpEnqueue:
+		c.ContentType, c.IdempotencyKey, c.Delay = r.string(), r.string(), r.varint()
+		c.Body, r.b = r.b, nil
+	case OpDequeue, OpTick:
+	case OpLease:
+		c.TTL = r.varint()
+	case OpAck:
+		c.ID, c.Token = r.uvarint(), r.string()
+	case OpRelease:
+		c.ID, c.Token, c.Delay = r.uvarint(), r.string(), r.varint()
+	case OpExtend:
+		c.ID, c.Token, c.TTL = r.uvarint(), r.string(), r.varint()
+	case OpConfigure:
+		c.MaxDeliveries, c.DeadLetterQueue = r.uvarint(), r.string()
+	default:
+		return Command{}, fmt.Errorf("%w: op %d", ErrBadCommand, c.Op)
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.err = fmt.Errorf("%d trailing bytes", len(r.b))
+	}
+	if r.err != nil {
+		return Command{}, fmt.Errorf("%w: %w", ErrBadCommand, r.err)
+	}
+	return c, nil
+}
+
+// decodeV1 reads the first format: enqueue and dequeue without time.
+func decodeV1(cmd []byte) (Command, error) {
 	c := Command{Op: Op(cmd[1])}
 	rest := cmd[2:]
 	var err error

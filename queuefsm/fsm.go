@@ -1,22 +1,52 @@
-// Package queuefsm is raftq's replicated state: named FIFO queues.
+// Package queuefsm is raftq's replicated state: named FIFO queues with
+// leases, redelivery, dead letters, delays and idempotent enqueue.
 //
-// It is a pure value: no I/O, clocks, randomness, goroutines or locks. Every
-// replica that applies the same commands in the same order ends in the same
-// state and returns the same results, and Snapshot encodes that state
-// deterministically so replicas can be compared byte for byte.
+// It is a pure value: no I/O, clocks, randomness, goroutines or locks. Time
+// arrives in the commands (the proposer's wall clock); the state machine's
+// "now" is the largest time it has applied, so every replica agrees on what
+// has expired. Every replica that applies the same commands in the same
+// order ends in the same state and returns the same results, and Snapshot
+// encodes that state deterministically so replicas can be compared byte for
+// byte.
 package queuefsm
 
 import (
+	"container/heap"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 )
 
-// MaxQueueNameLen is the longest queue name accepted.
-const MaxQueueNameLen = 128
+// Limits (documented in the README).
+const (
+	MaxQueueNameLen = 128
+	// MaxClockStep bounds how far one command can move the clock forward,
+	// so a proposer whose clock runs far ahead cannot expire every lease at
+	// once; the clock still catches up, one step per entry (ticks come
+	// every 250 ms while timers are pending).
+	MaxClockStep = 60 * 1000
+	// DedupeWindow is how long an idempotency key is remembered.
+	DedupeWindow = 10 * 60 * 1000
+	// MaxDedupeKeys bounds the keys remembered per queue; at the bound the
+	// oldest key is forgotten early.
+	MaxDedupeKeys        = 100000
+	MaxIdempotencyKeyLen = 128
+)
 
-// ErrInvalidName reports a queue name outside [A-Za-z0-9._-]{1,128}.
-var ErrInvalidName = errors.New("queuefsm: invalid queue name")
+// Errors returned by Apply as deterministic results.
+var (
+	ErrInvalidName = errors.New("queuefsm: invalid queue name")
+	ErrInvalidArg  = errors.New("queuefsm: invalid argument")
+	// ErrNoMessage: no message with that id is stored in the queue.
+	ErrNoMessage = errors.New("queuefsm: no such message")
+	// ErrLeaseLost: the token no longer holds the message's lease (it
+	// expired, and perhaps another consumer leased the message since).
+	ErrLeaseLost = errors.New("queuefsm: lease token does not hold the message")
+	// ErrKeyReused: an idempotency key came back with a different message.
+	ErrKeyReused = errors.New("queuefsm: idempotency key reused with a different message")
+)
 
 // ValidateName reports whether name is a legal queue name.
 func ValidateName(name string) error {
@@ -36,34 +66,71 @@ func nameByte(c byte) bool {
 		c == '.' || c == '_' || c == '-'
 }
 
-// Message is one stored message.
+// ValidateIdempotencyKey: 1 to 128 printable ASCII characters.
+func ValidateIdempotencyKey(k string) error {
+	if len(k) == 0 || len(k) > MaxIdempotencyKeyLen {
+		return fmt.Errorf("%w: idempotency key must be 1 to %d characters", ErrInvalidArg, MaxIdempotencyKeyLen)
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x20 || k[i] > 0x7e {
+			return fmt.Errorf("%w: idempotency key has a non-printable byte at %d", ErrInvalidArg, i)
+		}
+	}
+	return nil
+}
+
+// Origin says where a dead-lettered message came from.
+type Origin struct {
+	Queue      string
+	ID         uint64
+	Deliveries uint64
+}
+
+// Message is one stored message as consumers see it.
 type Message struct {
 	ID          uint64
 	ContentType string
 	Body        []byte
+	Deliveries  uint64  // times leased so far (pops do not count)
+	Origin      *Origin // set on dead letters
 }
 
-// EnqueueResult is Apply's result for an enqueue.
+// EnqueueResult is Apply's result for an enqueue. Replay is true when the
+// idempotency key was seen: nothing was stored and ID is the original's.
 type EnqueueResult struct {
-	ID uint64
+	ID     uint64
+	Replay bool
 }
 
-// DequeueResult is Apply's result for a dequeue. Found is false when the
-// queue was empty or did not exist.
+// DequeueResult is Apply's result for a pop or a lease. Found is false when
+// no message was ready. A lease sets Token and Expires (Unix ms).
 type DequeueResult struct {
 	Message Message
 	Found   bool
+	Token   string
+	Expires int64
 }
+
+// LeaseResult is Apply's result for an extend: the new expiry.
+type LeaseResult struct {
+	Expires int64
+}
+
+// Done is Apply's result for an ack, a release, a configure or a tick.
+type Done struct{}
 
 // QueueInfo describes one queue.
 type QueueInfo struct {
-	Name  string
-	Depth int
+	Name    string
+	Depth   int // ready
+	Leased  int
+	Delayed int
 }
 
 // FSM holds every queue. The zero value is not usable; call New.
 type FSM struct {
 	queues map[string]*queue
+	now    int64 // the largest (clamped) time applied, Unix ms
 }
 
 // New returns an empty state machine.
@@ -71,53 +138,180 @@ func New() *FSM {
 	return &FSM{queues: make(map[string]*queue)}
 }
 
-// Apply executes one encoded command and returns EnqueueResult,
-// DequeueResult, or an error wrapping ErrBadCommand or ErrInvalidName. The
-// index is the raft log index; it is not needed by the queue rules today.
-// Apply copies what it keeps, so cmd may be reused by the caller.
-func (f *FSM) Apply(_ uint64, cmd []byte) any {
+// Now is the state machine's clock (Unix ms).
+func (f *FSM) Now() int64 { return f.now }
+
+// HasTimers reports whether a lease or a delay is pending, i.e. whether
+// the clock must keep moving for the state to progress.
+func (f *FSM) HasTimers() bool {
+	for _, q := range f.queues {
+		if q.leasedN > 0 || q.delayedN > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Apply executes one encoded command at raft index index and returns one of
+// the result types above, or an error wrapping ErrBadCommand,
+// ErrInvalidName, ErrInvalidArg, ErrNoMessage, ErrLeaseLost or
+// ErrKeyReused. Apply copies what it keeps, so cmd may be reused.
+func (f *FSM) Apply(index uint64, cmd []byte) any {
 	c, err := DecodeCommand(cmd)
 	if err != nil {
 		return err
 	}
+	f.advance(c.Time)
+	if c.Op == OpTick {
+		for _, name := range f.names() {
+			f.expire(f.queues[name])
+		}
+		return Done{}
+	}
 	if err := ValidateName(c.Queue); err != nil {
 		return err
+	}
+	if c.Delay < 0 || c.TTL < 0 {
+		return fmt.Errorf("%w: negative duration", ErrInvalidArg)
+	}
+	q := f.queues[c.Queue]
+	if q != nil {
+		f.expire(q)
 	}
 	switch c.Op {
 	case OpEnqueue:
 		return f.enqueue(c)
-	default: // OpDequeue; DecodeCommand rejects every other op.
-		return f.dequeue(c.Queue)
+	case OpConfigure:
+		if c.DeadLetterQueue != "" {
+			if err := ValidateName(c.DeadLetterQueue); err != nil {
+				return err
+			}
+			if c.DeadLetterQueue == c.Queue {
+				return fmt.Errorf("%w: a queue cannot be its own dead-letter queue", ErrInvalidArg)
+			}
+		}
+		q = f.queue(c.Queue)
+		q.maxDeliveries, q.dlq = c.MaxDeliveries, c.DeadLetterQueue
+		return Done{}
+	}
+	if q == nil {
+		if c.Op == OpDequeue || c.Op == OpLease {
+			return DequeueResult{}
+		}
+		return fmt.Errorf("%w: %d in %s", ErrNoMessage, c.ID, c.Queue)
+	}
+	switch c.Op {
+	case OpDequeue:
+		m := q.nextReady(f)
+		if m == nil {
+			return DequeueResult{}
+		}
+		q.remove(m)
+		return DequeueResult{Message: m.public(), Found: true}
+	case OpLease:
+		m := q.nextReady(f)
+		if m == nil {
+			return DequeueResult{}
+		}
+		m.deliveries++
+		m.state, m.at = stateLeased, f.now+c.TTL
+		m.token = strconv.FormatUint(index, 36) + "." + strconv.FormatUint(m.id, 36)
+		q.leasedN++
+		heap.Push(&q.timers, timer{at: m.at, id: m.id})
+		return DequeueResult{Message: m.public(), Found: true, Token: m.token, Expires: m.at}
+	}
+	m, err := q.leased(c.ID, c.Token)
+	if err != nil {
+		return err
+	}
+	switch c.Op {
+	case OpAck:
+		q.remove(m)
+		return Done{}
+	case OpRelease:
+		q.leasedN--
+		q.makeReady(m, f.now+c.Delay, f.now)
+		return Done{}
+	default: // OpExtend
+		m.at = f.now + c.TTL
+		heap.Push(&q.timers, timer{at: m.at, id: m.id})
+		return LeaseResult{Expires: m.at}
 	}
 }
 
-func (f *FSM) enqueue(c Command) EnqueueResult {
-	q := f.queues[c.Queue]
+// advance moves the clock to t, at most MaxClockStep at a time (the first
+// time sets it outright). Time never goes back.
+func (f *FSM) advance(t int64) {
+	switch {
+	case t <= f.now:
+	case f.now == 0:
+		f.now = t
+	default:
+		f.now = min(t, f.now+MaxClockStep)
+	}
+}
+
+func (f *FSM) queue(name string) *queue {
+	q := f.queues[name]
 	if q == nil {
-		q = &queue{}
-		f.queues[c.Queue] = q
+		q = newQueue(name)
+		f.queues[name] = q
+	}
+	return q
+}
+
+func (f *FSM) enqueue(c Command) any {
+	q := f.queue(c.Queue)
+	var sum [32]byte
+	if c.IdempotencyKey != "" {
+		if err := ValidateIdempotencyKey(c.IdempotencyKey); err != nil {
+			return err
+		}
+		sum = sha256.Sum256(append([]byte(c.ContentType+"\x00"), c.Body...))
+		q.forgetKeys(f.now)
+		if seen, ok := q.keys[c.IdempotencyKey]; ok {
+			if seen.sum != sum {
+				return fmt.Errorf("%w: key %q", ErrKeyReused, c.IdempotencyKey)
+			}
+			return EnqueueResult{ID: seen.id, Replay: true}
+		}
 	}
 	q.lastID++
-	body := make([]byte, len(c.Body))
-	copy(body, c.Body)
-	q.push(Message{ID: q.lastID, ContentType: c.ContentType, Body: body})
-	return EnqueueResult{ID: q.lastID}
-}
-
-func (f *FSM) dequeue(name string) DequeueResult {
-	q := f.queues[name]
-	if q == nil || q.len() == 0 {
-		return DequeueResult{}
+	m := &msg{id: q.lastID, contentType: c.ContentType, body: append([]byte(nil), c.Body...)}
+	q.msgs[m.id] = m
+	q.makeReady(m, f.now+c.Delay, f.now)
+	if c.IdempotencyKey != "" {
+		q.remember(c.IdempotencyKey, m.id, sum, f.now)
 	}
-	return DequeueResult{Message: q.pop(), Found: true}
+	return EnqueueResult{ID: m.id}
 }
 
-// Queues lists every queue that has ever received a message, sorted by name.
-// Queues are kept when empty so that their ids are never reused.
+// expire makes expired leases and due delayed messages ready.
+func (f *FSM) expire(q *queue) {
+	for len(q.timers) > 0 && q.timers[0].at <= f.now {
+		t := heap.Pop(&q.timers).(timer)
+		m := q.msgs[t.id]
+		if m == nil || m.at != t.at || m.state == stateReady {
+			continue // stale: acked, extended or released since
+		}
+		if m.state == stateLeased {
+			q.leasedN--
+		} else {
+			q.delayedN--
+		}
+		m.token = ""
+		m.state = stateReady
+		heap.Push(&q.ready, m.id)
+	}
+}
+
+// Queues lists every queue that has ever been used, sorted by name. Queues
+// are kept when empty so that their ids are never reused.
 func (f *FSM) Queues() []QueueInfo {
 	out := make([]QueueInfo, 0, len(f.queues))
 	for _, name := range f.names() {
-		out = append(out, QueueInfo{Name: name, Depth: f.queues[name].len()})
+		q := f.queues[name]
+		out = append(out, QueueInfo{Name: name, Depth: len(q.msgs) - q.leasedN - q.delayedN, Leased: q.leasedN, Delayed: q.delayedN})
 	}
 	return out
 }
@@ -130,29 +324,3 @@ func (f *FSM) names() []string {
 	sort.Strings(names)
 	return names
 }
-
-// queue is a FIFO of messages backed by a slice with a moving head.
-type queue struct {
-	lastID uint64 // highest id ever assigned; ids are never reused
-	msgs   []Message
-	head   int
-}
-
-func (q *queue) len() int { return len(q.msgs) - q.head }
-
-func (q *queue) push(m Message) { q.msgs = append(q.msgs, m) }
-
-func (q *queue) pop() Message {
-	m := q.msgs[q.head]
-	q.msgs[q.head] = Message{} // let the body be collected
-	q.head++
-	// Reclaim the consumed prefix once it is at least half the slice, so a
-	// long-lived queue does not grow without bound.
-	if q.head >= 1024 && q.head*2 >= len(q.msgs) {
-		q.msgs = append([]Message(nil), q.msgs[q.head:]...)
-		q.head = 0
-	}
-	return m
-}
-
-func (q *queue) items() []Message { return q.msgs[q.head:] }

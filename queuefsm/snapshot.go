@@ -1,33 +1,72 @@
 package queuefsm
 
 import (
+	"container/heap"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sort"
 )
 
-// snapshotVersion is the first byte of every snapshot. Restore refuses other
-// versions; a future format bumps it and keeps a reader for the old one.
-const snapshotVersion = 1
+// Snapshot versions. Version 1 (ready messages only) is still restored.
+const (
+	snapshotV1      = 1
+	snapshotVersion = 2
+)
 
 // ErrBadSnapshot reports snapshot bytes that cannot be restored.
 var ErrBadSnapshot = errors.New("queuefsm: malformed snapshot")
 
-// Snapshot encodes the whole state. Queues are written in name order, so two
-// equal states always encode to equal bytes.
+// Snapshot encodes the whole state from its logical content only (queues
+// by name, messages by id, keys in the order they were stored), never from
+// heap layout, so two equal states always encode to equal bytes.
 func (f *FSM) Snapshot() ([]byte, error) {
 	b := []byte{snapshotVersion}
+	b = binary.AppendVarint(b, f.now)
 	b = binary.AppendUvarint(b, uint64(len(f.queues)))
 	for _, name := range f.names() {
 		q := f.queues[name]
 		b = appendString(b, name)
 		b = binary.AppendUvarint(b, q.lastID)
-		items := q.items()
-		b = binary.AppendUvarint(b, uint64(len(items)))
-		for _, m := range items {
-			b = binary.AppendUvarint(b, m.ID)
-			b = appendString(b, m.ContentType)
-			b = appendString(b, string(m.Body))
+		b = binary.AppendUvarint(b, q.maxDeliveries)
+		b = appendString(b, q.dlq)
+		ids := make([]uint64, 0, len(q.msgs))
+		for id := range q.msgs {
+			ids = append(ids, id)
+		}
+		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+		b = binary.AppendUvarint(b, uint64(len(ids)))
+		for _, id := range ids {
+			m := q.msgs[id]
+			b = binary.AppendUvarint(b, m.id)
+			b = appendString(b, m.contentType)
+			b = appendString(b, string(m.body))
+			b = binary.AppendUvarint(b, m.deliveries)
+			b = append(b, byte(m.state))
+			b = binary.AppendVarint(b, m.at)
+			b = appendString(b, m.token)
+			if m.origin == nil {
+				b = append(b, 0)
+			} else {
+				b = append(b, 1)
+				b = appendString(b, m.origin.Queue)
+				b = binary.AppendUvarint(b, m.origin.ID)
+				b = binary.AppendUvarint(b, m.origin.Deliveries)
+			}
+		}
+		var live []keyAt
+		for _, k := range q.keyOrder {
+			if s, ok := q.keys[k.key]; ok && s.at == k.at {
+				live = append(live, k)
+			}
+		}
+		b = binary.AppendUvarint(b, uint64(len(live)))
+		for _, k := range live {
+			s := q.keys[k.key]
+			b = appendString(b, k.key)
+			b = binary.AppendUvarint(b, s.id)
+			b = append(b, s.sum[:]...)
+			b = binary.AppendVarint(b, s.at)
 		}
 	}
 	return b, nil
@@ -37,22 +76,45 @@ func (f *FSM) Snapshot() ([]byte, error) {
 // state is unchanged.
 func (f *FSM) Restore(data []byte) error {
 	r := reader{b: data}
-	if v := r.byte(); v != snapshotVersion {
-		return fmt.Errorf("%w: version %d", ErrBadSnapshot, v)
+	version := r.byte()
+	if version != snapshotV1 && version != snapshotVersion {
+		return fmt.Errorf("%w: version %d", ErrBadSnapshot, version)
+	}
+	var now int64
+	if version == snapshotVersion {
+		now = r.varint()
 	}
 	queues := make(map[string]*queue)
 	for n := r.uvarint(); n > 0 && r.err == nil; n-- {
-		name := r.string()
-		q := &queue{lastID: r.uvarint()}
+		q := newQueue(r.string())
+		q.lastID = r.uvarint()
+		if version == snapshotVersion {
+			q.maxDeliveries, q.dlq = r.uvarint(), r.string()
+		}
 		count := r.uvarint()
 		if count > uint64(len(r.b)) { // each message takes at least one byte
-			return fmt.Errorf("%w: queue %q claims %d messages", ErrBadSnapshot, name, count)
+			return fmt.Errorf("%w: queue %q claims %d messages", ErrBadSnapshot, q.name, count)
 		}
-		q.msgs = make([]Message, 0, count)
 		for ; count > 0 && r.err == nil; count-- {
-			q.msgs = append(q.msgs, Message{ID: r.uvarint(), ContentType: r.string(), Body: []byte(r.string())})
+			m := &msg{id: r.uvarint(), contentType: r.string(), body: []byte(r.string())}
+			if version == snapshotVersion {
+				m.deliveries, m.state, m.at, m.token = r.uvarint(), msgState(r.byte()), r.varint(), r.string()
+				if r.byte() == 1 {
+					m.origin = &Origin{Queue: r.string(), ID: r.uvarint(), Deliveries: r.uvarint()}
+				}
+			}
+			q.restoreMsg(m)
 		}
-		queues[name] = q
+		if version == snapshotVersion {
+			for k := r.uvarint(); k > 0 && r.err == nil; k-- {
+				key, s := r.string(), seenKey{id: r.uvarint()}
+				copy(s.sum[:], r.bytes(32))
+				s.at = r.varint()
+				q.keys[key] = s
+				q.keyOrder = append(q.keyOrder, keyAt{key: key, at: s.at})
+			}
+		}
+		queues[q.name] = q
 	}
 	if r.err == nil && len(r.b) != 0 {
 		r.err = fmt.Errorf("%d trailing bytes", len(r.b))
@@ -60,17 +122,35 @@ func (f *FSM) Restore(data []byte) error {
 	if r.err != nil {
 		return fmt.Errorf("%w: %w", ErrBadSnapshot, r.err)
 	}
-	f.queues = queues
+	f.queues, f.now = queues, now
 	return nil
 }
 
-// reader decodes snapshot fields, remembering the first error.
+// restoreMsg files a restored message by its state.
+func (q *queue) restoreMsg(m *msg) {
+	q.msgs[m.id] = m
+	switch m.state {
+	case stateLeased:
+		q.leasedN++
+		heap.Push(&q.timers, timer{at: m.at, id: m.id})
+	case stateDelayed:
+		q.delayedN++
+		heap.Push(&q.timers, timer{at: m.at, id: m.id})
+	default:
+		heap.Push(&q.ready, m.id)
+	}
+}
+
+// reader decodes fields, remembering the first error.
 type reader struct {
 	b   []byte
 	err error
 }
 
 func (r *reader) byte() byte {
+	if r.err != nil {
+		return 0
+	}
 	if len(r.b) == 0 {
 		r.err = errors.New("truncated")
 		return 0
@@ -80,11 +160,37 @@ func (r *reader) byte() byte {
 	return c
 }
 
+func (r *reader) bytes(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if len(r.b) < n {
+		r.err = errors.New("truncated")
+		return nil
+	}
+	out := r.b[:n]
+	r.b = r.b[n:]
+	return out
+}
+
 func (r *reader) uvarint() uint64 {
 	if r.err != nil {
 		return 0
 	}
 	v, k := binary.Uvarint(r.b)
+	if k <= 0 {
+		r.err = errors.New("bad varint")
+		return 0
+	}
+	r.b = r.b[k:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, k := binary.Varint(r.b)
 	if k <= 0 {
 		r.err = errors.New("bad varint")
 		return 0

@@ -1,0 +1,191 @@
+package queuefsm
+
+import (
+	"container/heap"
+	"fmt"
+)
+
+type msgState byte
+
+const (
+	stateReady   msgState = 0
+	stateLeased  msgState = 1
+	stateDelayed msgState = 2
+)
+
+// msg is a stored message and where it stands.
+type msg struct {
+	id          uint64
+	contentType string
+	body        []byte
+	deliveries  uint64
+	origin      *Origin
+	state       msgState
+	at          int64  // leased: lease expiry; delayed: when it becomes ready
+	token       string // leased: the lease's token
+}
+
+func (m *msg) public() Message {
+	return Message{ID: m.id, ContentType: m.contentType, Body: m.body, Deliveries: m.deliveries, Origin: m.origin}
+}
+
+// queue keeps every stored message by id. Ready ids sit in a min-heap, so
+// the head is always the oldest ready message and a message given back
+// returns to its original place. Leases and delays share a heap of timers
+// by (time, id), cleaned lazily: a timer is acted on only if the message
+// still waits for exactly that time.
+type queue struct {
+	name     string
+	lastID   uint64 // highest id ever assigned; ids are never reused
+	msgs     map[uint64]*msg
+	ready    idHeap
+	timers   timerHeap
+	leasedN  int
+	delayedN int
+
+	maxDeliveries uint64 // 0: unlimited
+	dlq           string
+
+	keys     map[string]seenKey
+	keyOrder []keyAt // FIFO of keys by the time they were stored
+}
+
+type seenKey struct {
+	id  uint64
+	sum [32]byte
+	at  int64
+}
+
+type keyAt struct {
+	key string
+	at  int64
+}
+
+func newQueue(name string) *queue {
+	return &queue{name: name, msgs: map[uint64]*msg{}, keys: map[string]seenKey{}}
+}
+
+// makeReady puts m in line: at once, or when readyAt comes.
+func (q *queue) makeReady(m *msg, readyAt, now int64) {
+	m.token = ""
+	if readyAt > now {
+		m.state, m.at = stateDelayed, readyAt
+		q.delayedN++
+		heap.Push(&q.timers, timer{at: readyAt, id: m.id})
+		return
+	}
+	m.state, m.at = stateReady, 0
+	heap.Push(&q.ready, m.id)
+}
+
+// nextReady removes the head of the ready line and returns it, first
+// moving messages that have been delivered max_deliveries times to the
+// dead-letter queue. Nil when nothing is ready.
+func (q *queue) nextReady(f *FSM) *msg {
+	for len(q.ready) > 0 {
+		m := q.msgs[heap.Pop(&q.ready).(uint64)]
+		if m == nil || m.state != stateReady {
+			continue
+		}
+		if q.maxDeliveries > 0 && m.deliveries >= q.maxDeliveries {
+			q.deadLetter(f, m)
+			continue
+		}
+		return m
+	}
+	return nil
+}
+
+// deadLetter moves m to the dead-letter queue (or drops it if none is set)
+// with its history.
+func (q *queue) deadLetter(f *FSM, m *msg) {
+	delete(q.msgs, m.id)
+	if q.dlq == "" {
+		return
+	}
+	d := f.queue(q.dlq)
+	d.lastID++
+	origin := &Origin{Queue: q.name, ID: m.id, Deliveries: m.deliveries}
+	dm := &msg{id: d.lastID, contentType: m.contentType, body: m.body, origin: origin}
+	d.msgs[dm.id] = dm
+	d.makeReady(dm, 0, 0)
+}
+
+// remove deletes m for good (a pop or an ack).
+func (q *queue) remove(m *msg) {
+	if m.state == stateLeased {
+		q.leasedN--
+	}
+	delete(q.msgs, m.id)
+}
+
+// leased returns message id if token holds its lease.
+func (q *queue) leased(id uint64, token string) (*msg, error) {
+	m := q.msgs[id]
+	if m == nil {
+		return nil, fmt.Errorf("%w: %d", ErrNoMessage, id)
+	}
+	if m.state != stateLeased || m.token != token {
+		return nil, fmt.Errorf("%w: message %d", ErrLeaseLost, id)
+	}
+	return m, nil
+}
+
+// remember stores an idempotency key.
+func (q *queue) remember(key string, id uint64, sum [32]byte, now int64) {
+	q.keys[key] = seenKey{id: id, sum: sum, at: now}
+	q.keyOrder = append(q.keyOrder, keyAt{key: key, at: now})
+	for len(q.keys) > MaxDedupeKeys {
+		q.dropOldestKey()
+	}
+}
+
+// forgetKeys drops keys older than the dedupe window.
+func (q *queue) forgetKeys(now int64) {
+	for len(q.keyOrder) > 0 && q.keyOrder[0].at+DedupeWindow <= now {
+		q.dropOldestKey()
+	}
+}
+
+func (q *queue) dropOldestKey() {
+	k := q.keyOrder[0]
+	q.keyOrder = q.keyOrder[1:]
+	if s, ok := q.keys[k.key]; ok && s.at == k.at {
+		delete(q.keys, k.key)
+	}
+}
+
+// idHeap is a min-heap of message ids.
+type idHeap []uint64
+
+func (h idHeap) Len() int           { return len(h) }
+func (h idHeap) Less(i, j int) bool { return h[i] < h[j] }
+func (h idHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *idHeap) Push(x any)        { *h = append(*h, x.(uint64)) }
+func (h *idHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// timer wakes message id at time at.
+type timer struct {
+	at int64
+	id uint64
+}
+
+type timerHeap []timer
+
+func (h timerHeap) Len() int { return len(h) }
+func (h timerHeap) Less(i, j int) bool {
+	return h[i].at < h[j].at || h[i].at == h[j].at && h[i].id < h[j].id
+}
+func (h timerHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)   { *h = append(*h, x.(timer)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
