@@ -5,6 +5,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Errors that implementations of Queue and Cluster wrap so that the API can
@@ -23,6 +24,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrConflict: the change contradicts the cluster's state (409).
 	ErrConflict = errors.New("conflict")
+	// ErrUnprocessable: an idempotency key came back with another message
+	// (422).
+	ErrUnprocessable = errors.New("unprocessable")
 	// ErrGatewayTimeout: an awaited change (a leadership transfer) did not
 	// happen in time (504).
 	ErrGatewayTimeout = errors.New("timed out")
@@ -41,6 +45,42 @@ type Message struct {
 	ID          uint64
 	ContentType string
 	Body        []byte
+	Deliveries  uint64  // times leased so far
+	Origin      *Origin // set on dead letters
+}
+
+// Origin says where a dead letter came from.
+type Origin struct {
+	Queue      string
+	ID         uint64
+	Deliveries uint64
+}
+
+// Lease is a leased message: it is invisible to others until Expires,
+// and only Token can ack, release or extend it.
+type Lease struct {
+	Message Message
+	Token   string
+	Expires time.Time
+}
+
+// EnqueueOptions are the optional headers of an enqueue.
+type EnqueueOptions struct {
+	IdempotencyKey string
+	Delay          time.Duration
+}
+
+// Enqueued is an enqueue's outcome. Replay: the idempotency key was seen
+// within the window; nothing was stored and ID is the original's.
+type Enqueued struct {
+	ID     uint64
+	Replay bool
+}
+
+// QueueConfig is PUT /queues/{q}/config.
+type QueueConfig struct {
+	MaxDeliveries   uint64 `json:"max_deliveries"`
+	DeadLetterQueue string `json:"dead_letter_queue"`
 }
 
 // LogPosition is where in the raft log a write was decided.
@@ -50,19 +90,35 @@ type LogPosition struct {
 
 // QueueInfo describes one queue.
 type QueueInfo struct {
-	Name  string `json:"name"`
-	Depth int    `json:"depth"`
+	Name    string `json:"name"`
+	Depth   int    `json:"depth"` // ready
+	Leased  int    `json:"leased"`
+	Delayed int    `json:"delayed"`
 }
 
 // Queue is the replicated queue. Every method is linearizable.
 type Queue interface {
 	// Enqueue appends a message and returns its id once it is committed and
 	// applied.
-	Enqueue(ctx context.Context, queue, contentType string, body []byte) (uint64, LogPosition, error)
+	Enqueue(ctx context.Context, queue, contentType string, body []byte, opts EnqueueOptions) (Enqueued, LogPosition, error)
 	// Dequeue removes and returns the head; found is false when empty.
 	Dequeue(ctx context.Context, queue string) (m Message, found bool, pos LogPosition, err error)
+	// Lease leases the head ready message for ttl; found is false when
+	// none is ready.
+	Lease(ctx context.Context, queue string, ttl time.Duration) (l Lease, found bool, pos LogPosition, err error)
+	// Ack removes a leased message for good.
+	Ack(ctx context.Context, queue string, id uint64, token string) (LogPosition, error)
+	// Release makes a leased message ready again, after delay.
+	Release(ctx context.Context, queue string, id uint64, token string, delay time.Duration) (LogPosition, error)
+	// Extend moves a lease's expiry to now + ttl.
+	Extend(ctx context.Context, queue string, id uint64, token string, ttl time.Duration) (time.Time, LogPosition, error)
+	// Configure sets a queue's dead-letter rule.
+	Configure(ctx context.Context, queue string, cfg QueueConfig) (LogPosition, error)
 	// Queues lists every queue, sorted by name.
 	Queues(ctx context.Context) ([]QueueInfo, error)
+	// Changed returns a channel closed when queue may have a message
+	// ready: long polls wait on it instead of polling the log.
+	Changed(queue string) <-chan struct{}
 }
 
 // Node is one member as /mgmt/nodes shows it.

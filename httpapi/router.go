@@ -54,6 +54,11 @@ func NewRouter(q Queue, c Cluster, lg *zap.Logger, opts Options) http.Handler {
 	r.HandleFunc("/queues", a.listQueues).Methods(http.MethodGet)
 	r.HandleFunc("/queues/{queue}", a.enqueue).Methods(http.MethodPut, http.MethodPost)
 	r.HandleFunc("/queues/{queue}", a.dequeue).Methods(http.MethodGet)
+	r.HandleFunc("/queues/{queue}/leases", a.lease).Methods(http.MethodPost)
+	r.HandleFunc("/queues/{queue}/messages/{id}", a.ack).Methods(http.MethodDelete)
+	r.HandleFunc("/queues/{queue}/messages/{id}/release", a.release).Methods(http.MethodPost)
+	r.HandleFunc("/queues/{queue}/messages/{id}/extend", a.extend).Methods(http.MethodPost)
+	r.HandleFunc("/queues/{queue}/config", a.configure).Methods(http.MethodPut)
 	m := r.PathPrefix("/mgmt").Subrouter()
 	m.HandleFunc("/nodes", a.nodes).Methods(http.MethodGet)
 	m.HandleFunc("/nodes", a.addNode).Methods(http.MethodPost)
@@ -84,24 +89,54 @@ func (a *api) enqueue(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("Content-Type is longer than %d bytes", MaxContentTypeLen))
 		return
 	}
+	opts := EnqueueOptions{IdempotencyKey: r.Header.Get("Idempotency-Key")}
+	if _, ok := r.Header["Idempotency-Key"]; ok && !validKey(opts.IdempotencyKey) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("Idempotency-Key must be 1 to %d printable ASCII characters", MaxIdempotencyKeyLen))
+		return
+	}
+	var err error
+	if opts.Delay, err = duration(r.Header.Get("Delay"), "Delay", 0, 0, MaxDelay); err != nil {
+		a.fail(w, err)
+		return
+	}
 	body, ok := a.readBody(w, r)
 	if !ok {
 		return
 	}
 	ctx, cancel := a.ctx(r)
 	defer cancel()
-	id, pos, err := a.q.Enqueue(ctx, queue, ct, body)
+	res, pos, err := a.q.Enqueue(ctx, queue, ct, body, opts)
 	if err != nil {
 		a.failWrite(w, err)
 		return
 	}
 	failpoint.Inject(failpoint.APIBeforeRespond)
 	setPosition(w, pos)
-	w.Header().Set("Location", fmt.Sprintf("/queues/%s/messages/%d", queue, id))
-	writeJSON(w, http.StatusCreated, struct {
+	w.Header().Set("Location", fmt.Sprintf("/queues/%s/messages/%d", queue, res.ID))
+	status := http.StatusCreated
+	if res.Replay {
+		status = http.StatusOK
+		w.Header().Set("Idempotent-Replay", "true")
+	}
+	writeJSON(w, status, struct {
 		Queue string `json:"queue"`
 		ID    uint64 `json:"id"`
-	}{queue, id})
+	}{queue, res.ID})
+}
+
+// MaxIdempotencyKeyLen is the longest Idempotency-Key accepted.
+const MaxIdempotencyKeyLen = 128
+
+func validKey(k string) bool {
+	if len(k) == 0 || len(k) > MaxIdempotencyKeyLen {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x20 || k[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // readBody reads at most MaxMessageBytes, answering 413 past that whether
@@ -126,9 +161,20 @@ func (a *api) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 }
 
 func (a *api) dequeue(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := a.ctx(r)
-	defer cancel()
-	m, found, pos, err := a.q.Dequeue(ctx, mux.Vars(r)["queue"])
+	queue := mux.Vars(r)["queue"]
+	wait, err := duration(r.URL.Query().Get("wait"), "wait", 0, 0, MaxWait)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	var m Message
+	var found bool
+	var pos LogPosition
+	err = a.longPoll(r, queue, wait, func(ctx context.Context) (bool, error) {
+		var err error
+		m, found, pos, err = a.q.Dequeue(ctx, queue)
+		return found, err
+	})
 	if err != nil {
 		a.failWrite(w, err)
 		return
@@ -139,11 +185,7 @@ func (a *api) dequeue(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	w.Header().Set("Message-Id", strconv.FormatUint(m.ID, 10))
-	w.Header().Set("Content-Type", m.ContentType)
-	w.Header().Set("Content-Length", strconv.Itoa(len(m.Body)))
-	w.WriteHeader(http.StatusOK)
-	w.Write(m.Body) // the message is already removed; a failed write loses it (at-most-once pop)
+	writeMessage(w, m) // the message is already removed: at-most-once pop
 }
 
 func (a *api) listQueues(w http.ResponseWriter, r *http.Request) {
@@ -198,6 +240,8 @@ func statusFor(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, ErrConflict):
 		return http.StatusConflict
+	case errors.Is(err, ErrUnprocessable):
+		return http.StatusUnprocessableEntity
 	case errors.Is(err, ErrGatewayTimeout):
 		return http.StatusGatewayTimeout
 	default:

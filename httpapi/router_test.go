@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -18,15 +19,45 @@ type fakeQueue struct {
 	enqueue func(ctx context.Context, queue, ct string, body []byte) (uint64, LogPosition, error)
 	dequeue func(ctx context.Context, queue string) (Message, bool, LogPosition, error)
 	queues  func(ctx context.Context) ([]QueueInfo, error)
+	// delivery routes
+	enqueueOpts func(ctx context.Context, queue, ct string, body []byte, opts EnqueueOptions) (Enqueued, LogPosition, error)
+	lease       func(ctx context.Context, queue string, ttl time.Duration) (Lease, bool, LogPosition, error)
+	settle      func(op, queue string, id uint64, token string, d time.Duration) error
+	changed     chan struct{}
 }
 
-func (f *fakeQueue) Enqueue(ctx context.Context, q, ct string, b []byte) (uint64, LogPosition, error) {
-	return f.enqueue(ctx, q, ct, b)
+func (f *fakeQueue) Enqueue(ctx context.Context, q, ct string, b []byte, opts EnqueueOptions) (Enqueued, LogPosition, error) {
+	if f.enqueueOpts != nil {
+		return f.enqueueOpts(ctx, q, ct, b, opts)
+	}
+	id, pos, err := f.enqueue(ctx, q, ct, b)
+	return Enqueued{ID: id}, pos, err
 }
 func (f *fakeQueue) Dequeue(ctx context.Context, q string) (Message, bool, LogPosition, error) {
 	return f.dequeue(ctx, q)
 }
 func (f *fakeQueue) Queues(ctx context.Context) ([]QueueInfo, error) { return f.queues(ctx) }
+func (f *fakeQueue) Lease(ctx context.Context, q string, ttl time.Duration) (Lease, bool, LogPosition, error) {
+	return f.lease(ctx, q, ttl)
+}
+func (f *fakeQueue) Ack(_ context.Context, q string, id uint64, token string) (LogPosition, error) {
+	return LogPosition{}, f.settle("ack", q, id, token, 0)
+}
+func (f *fakeQueue) Release(_ context.Context, q string, id uint64, token string, d time.Duration) (LogPosition, error) {
+	return LogPosition{}, f.settle("release", q, id, token, d)
+}
+func (f *fakeQueue) Extend(_ context.Context, q string, id uint64, token string, ttl time.Duration) (time.Time, LogPosition, error) {
+	return time.Unix(1700000000, 0).Add(ttl), LogPosition{}, f.settle("extend", q, id, token, ttl)
+}
+func (f *fakeQueue) Configure(_ context.Context, q string, cfg QueueConfig) (LogPosition, error) {
+	return LogPosition{}, f.settle("config:"+cfg.DeadLetterQueue, q, cfg.MaxDeliveries, "", 0)
+}
+func (f *fakeQueue) Changed(string) <-chan struct{} {
+	if f.changed == nil {
+		return make(chan struct{})
+	}
+	return f.changed
+}
 
 type fakeCluster struct {
 	nodes    func(ctx context.Context) (Nodes, error)
@@ -154,10 +185,10 @@ func TestDequeue(t *testing.T) {
 
 func TestListAndNodes(t *testing.T) {
 	q := &fakeQueue{queues: func(context.Context) ([]QueueInfo, error) {
-		return []QueueInfo{{"a", 1}, {"b", 0}}, nil
+		return []QueueInfo{{Name: "a", Depth: 1, Leased: 2, Delayed: 3}, {Name: "b"}}, nil
 	}}
 	rec := serve(t, q, nil, httptest.NewRequest(http.MethodGet, "/queues", nil))
-	if rec.Body.String() != `{"queues":[{"name":"a","depth":1},{"name":"b","depth":0}]}`+"\n" {
+	if rec.Body.String() != `{"queues":[{"name":"a","depth":1,"leased":2,"delayed":3},{"name":"b","depth":0,"leased":0,"delayed":0}]}`+"\n" {
 		t.Fatalf("list %q", rec.Body)
 	}
 	q.queues = func(context.Context) ([]QueueInfo, error) { return nil, nil }

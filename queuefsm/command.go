@@ -169,3 +169,13 @@ func readString(b []byte) (string, []byte, error) {
 	end := k + int(n)
 	return string(b[k:end]), b[end:], nil
 }
+
+// QueueOf reads the queue a command is about, and whether it is a tick,
+// without decoding the rest.
+func QueueOf(cmd []byte) (queue string, tick bool) {
+	c, err := DecodeCommand(cmd)
+	if err != nil {
+		return "", false
+	}
+	return c.Queue, c.Op == OpTick
+}

@@ -21,7 +21,6 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/raftq/raftq/httpapi"
-	"github.com/raftq/raftq/queuefsm"
 	"github.com/raftq/raftq/raftnode"
 	"github.com/raftq/raftq/wal"
 )
@@ -143,7 +142,7 @@ func run(ctx context.Context, c config, lg *zap.Logger) error {
 		return err
 	}
 	defer store.Close()
-	fsm := queuefsm.New()
+	fsm := newNotifyingFSM()
 	node, err := raftnode.New(c.raft, store, fsm)
 	if err != nil {
 		return err
@@ -162,7 +161,7 @@ func run(ctx context.Context, c config, lg *zap.Logger) error {
 		Handler:           httpapi.NewRouter(svc, svc, lg.Named("http"), httpapi.Options{MaxMessageBytes: c.maxMessage, RequestTimeout: c.requestTimeout}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      c.requestTimeout + 30*time.Second,
+		WriteTimeout:      httpapi.MaxWait + c.requestTimeout + 30*time.Second, // long polls
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
@@ -181,6 +180,7 @@ func run(ctx context.Context, c config, lg *zap.Logger) error {
 	nodeCtx, stopNode := context.WithCancel(context.Background())
 	nodeErr := make(chan error, 1)
 	go func() { nodeErr <- node.Run(nodeCtx) }()
+	go svc.tick(nodeCtx, tickEvery)
 	lg.Info("raftq serving", zap.Uint64("id", c.raft.ID), zap.String("api", c.apiAddr),
 		zap.String("peer", c.listenPeer), zap.String("data-dir", c.dataDir))
 
@@ -204,6 +204,10 @@ func run(ctx context.Context, c config, lg *zap.Logger) error {
 	shutdown(peer, time.Second)
 	return failure
 }
+
+// tickEvery is how often the leader moves the state machine's clock while
+// leases or delayed messages are pending.
+const tickEvery = 250 * time.Millisecond
 
 func serve(s *http.Server, l net.Listener, name string) error {
 	if err := s.Serve(l); !errors.Is(err, http.ErrServerClosed) {

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/raftq/raftq/httpapi"
 	"github.com/raftq/raftq/queuefsm"
@@ -16,33 +18,91 @@ import (
 // the queue state machine it replicates.
 type service struct {
 	node *raftnode.Node
-	fsm  *queuefsm.FSM
+	fsm  *notifyingFSM
 }
 
-func (s *service) Enqueue(ctx context.Context, queue, contentType string, body []byte) (uint64, httpapi.LogPosition, error) {
-	if err := checkName(queue); err != nil {
-		return 0, httpapi.LogPosition{}, err
+// propose stamps c with this node's clock and replicates it.
+func (s *service) propose(ctx context.Context, c queuefsm.Command) (raftnode.Applied, error) {
+	if c.Op != queuefsm.OpTick {
+		if err := checkName(c.Queue); err != nil {
+			return raftnode.Applied{}, err
+		}
 	}
-	a, err := s.node.Propose(ctx, queuefsm.EncodeEnqueue(queue, contentType, body))
+	c.Time = time.Now().UnixMilli()
+	a, err := s.node.Propose(ctx, c.Encode())
 	if err != nil {
-		return 0, httpapi.LogPosition{}, unavailable(err)
+		return a, unavailable(err)
+	}
+	return a, nil
+}
+
+func (s *service) Enqueue(ctx context.Context, queue, contentType string, body []byte, opts httpapi.EnqueueOptions) (httpapi.Enqueued, httpapi.LogPosition, error) {
+	a, err := s.propose(ctx, queuefsm.Command{Op: queuefsm.OpEnqueue, Queue: queue, ContentType: contentType,
+		IdempotencyKey: opts.IdempotencyKey, Delay: opts.Delay.Milliseconds(), Body: body})
+	if err != nil {
+		return httpapi.Enqueued{}, httpapi.LogPosition{}, err
 	}
 	r, err := result[queuefsm.EnqueueResult](a)
-	return r.ID, position(a), err
+	return httpapi.Enqueued{ID: r.ID, Replay: r.Replay}, position(a), err
 }
 
 func (s *service) Dequeue(ctx context.Context, queue string) (httpapi.Message, bool, httpapi.LogPosition, error) {
-	if err := checkName(queue); err != nil {
+	a, err := s.propose(ctx, queuefsm.Command{Op: queuefsm.OpDequeue, Queue: queue})
+	if err != nil {
 		return httpapi.Message{}, false, httpapi.LogPosition{}, err
 	}
-	a, err := s.node.Propose(ctx, queuefsm.EncodeDequeue(queue))
+	r, err := result[queuefsm.DequeueResult](a)
+	return apiMessage(r.Message), r.Found, position(a), err
+}
+
+func apiMessage(m queuefsm.Message) httpapi.Message {
+	out := httpapi.Message{ID: m.ID, ContentType: m.ContentType, Body: m.Body, Deliveries: m.Deliveries}
+	if o := m.Origin; o != nil {
+		out.Origin = &httpapi.Origin{Queue: o.Queue, ID: o.ID, Deliveries: o.Deliveries}
+	}
+	return out
+}
+
+func (s *service) Lease(ctx context.Context, queue string, ttl time.Duration) (httpapi.Lease, bool, httpapi.LogPosition, error) {
+	a, err := s.propose(ctx, queuefsm.Command{Op: queuefsm.OpLease, Queue: queue, TTL: ttl.Milliseconds()})
 	if err != nil {
-		return httpapi.Message{}, false, httpapi.LogPosition{}, unavailable(err)
+		return httpapi.Lease{}, false, httpapi.LogPosition{}, err
 	}
 	r, err := result[queuefsm.DequeueResult](a)
-	m := r.Message
-	return httpapi.Message{ID: m.ID, ContentType: m.ContentType, Body: m.Body}, r.Found, position(a), err
+	return httpapi.Lease{Message: apiMessage(r.Message), Token: r.Token, Expires: time.UnixMilli(r.Expires)}, r.Found, position(a), err
 }
+
+func (s *service) Ack(ctx context.Context, queue string, id uint64, token string) (httpapi.LogPosition, error) {
+	return s.done(ctx, queuefsm.Command{Op: queuefsm.OpAck, Queue: queue, ID: id, Token: token})
+}
+
+func (s *service) Release(ctx context.Context, queue string, id uint64, token string, delay time.Duration) (httpapi.LogPosition, error) {
+	return s.done(ctx, queuefsm.Command{Op: queuefsm.OpRelease, Queue: queue, ID: id, Token: token, Delay: delay.Milliseconds()})
+}
+
+func (s *service) Configure(ctx context.Context, queue string, cfg httpapi.QueueConfig) (httpapi.LogPosition, error) {
+	return s.done(ctx, queuefsm.Command{Op: queuefsm.OpConfigure, Queue: queue, MaxDeliveries: cfg.MaxDeliveries, DeadLetterQueue: cfg.DeadLetterQueue})
+}
+
+func (s *service) done(ctx context.Context, c queuefsm.Command) (httpapi.LogPosition, error) {
+	a, err := s.propose(ctx, c)
+	if err != nil {
+		return httpapi.LogPosition{}, err
+	}
+	_, err = result[queuefsm.Done](a)
+	return position(a), err
+}
+
+func (s *service) Extend(ctx context.Context, queue string, id uint64, token string, ttl time.Duration) (time.Time, httpapi.LogPosition, error) {
+	a, err := s.propose(ctx, queuefsm.Command{Op: queuefsm.OpExtend, Queue: queue, ID: id, Token: token, TTL: ttl.Milliseconds()})
+	if err != nil {
+		return time.Time{}, httpapi.LogPosition{}, err
+	}
+	r, err := result[queuefsm.LeaseResult](a)
+	return time.UnixMilli(r.Expires), position(a), err
+}
+
+func (s *service) Changed(queue string) <-chan struct{} { return s.fsm.changed(queue) }
 
 func (s *service) Queues(ctx context.Context) ([]httpapi.QueueInfo, error) {
 	if err := s.node.ReadBarrier(ctx); err != nil {
@@ -51,10 +111,35 @@ func (s *service) Queues(ctx context.Context) ([]httpapi.QueueInfo, error) {
 	var out []httpapi.QueueInfo
 	s.node.View(func() {
 		for _, q := range s.fsm.Queues() {
-			out = append(out, httpapi.QueueInfo{Name: q.Name, Depth: q.Depth})
+			out = append(out, httpapi.QueueInfo{Name: q.Name, Depth: q.Depth, Leased: q.Leased, Delayed: q.Delayed})
 		}
 	})
 	return out, nil
+}
+
+// tick keeps the state machine's clock moving while leases or delays are
+// pending: the leader proposes a tick every interval, so leases expire and
+// delayed messages become ready without client traffic.
+func (s *service) tick(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if s.node.Status().Leader != s.node.ID() {
+			continue
+		}
+		pending := false
+		s.node.View(func() { pending = s.fsm.HasTimers() })
+		if pending {
+			pctx, cancel := context.WithTimeout(ctx, interval*4)
+			s.propose(pctx, queuefsm.Command{Op: queuefsm.OpTick})
+			cancel()
+		}
+	}
 }
 
 func (s *service) Nodes(ctx context.Context) (httpapi.Nodes, error) {
@@ -156,8 +241,15 @@ func result[T any](a raftnode.Applied) (T, error) {
 	case T:
 		return r, nil
 	case error:
-		if errors.Is(r, queuefsm.ErrInvalidName) {
+		switch {
+		case errors.Is(r, queuefsm.ErrInvalidName), errors.Is(r, queuefsm.ErrInvalidArg):
 			return zero, fmt.Errorf("%w: %w", httpapi.ErrInvalid, r)
+		case errors.Is(r, queuefsm.ErrNoMessage):
+			return zero, fmt.Errorf("%w: %w", httpapi.ErrNotFound, r)
+		case errors.Is(r, queuefsm.ErrLeaseLost):
+			return zero, fmt.Errorf("%w: %w", httpapi.ErrConflict, r)
+		case errors.Is(r, queuefsm.ErrKeyReused):
+			return zero, fmt.Errorf("%w: %w", httpapi.ErrUnprocessable, r)
 		}
 		return zero, r
 	default:
@@ -190,4 +282,61 @@ func (s *service) LocalState() (httpapi.LocalState, error) {
 	}
 	sum := sha256.Sum256(data)
 	return httpapi.LocalState{ID: s.node.ID(), Leader: s.node.Status().Leader, Applied: applied, Hash: hex.EncodeToString(sum[:])}, nil
+}
+
+// notifyingFSM is the queue state machine plus a change signal per queue,
+// fired after each applied command, for long polls. Apply runs on the
+// raft goroutine with the node's write lock held.
+type notifyingFSM struct {
+	*queuefsm.FSM
+	mu      sync.Mutex
+	waiters map[string]chan struct{}
+}
+
+func newNotifyingFSM() *notifyingFSM {
+	return &notifyingFSM{FSM: queuefsm.New(), waiters: map[string]chan struct{}{}}
+}
+
+func (f *notifyingFSM) Apply(index uint64, cmd []byte) any {
+	res := f.FSM.Apply(index, cmd)
+	queue, tick := queuefsm.QueueOf(cmd)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for q, ch := range f.waiters {
+		if tick || q == queue || res != nil && isDeadLetterable(res) {
+			close(ch)
+			delete(f.waiters, q)
+		}
+	}
+	return res
+}
+
+// isDeadLetterable: a lease can move a message to another queue (its
+// dead-letter queue), so it wakes every waiter.
+func isDeadLetterable(res any) bool {
+	_, ok := res.(queuefsm.DequeueResult)
+	return ok
+}
+
+// Restore wakes everyone: any queue may have changed.
+func (f *notifyingFSM) Restore(data []byte) error {
+	err := f.FSM.Restore(data)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for q, ch := range f.waiters {
+		close(ch)
+		delete(f.waiters, q)
+	}
+	return err
+}
+
+func (f *notifyingFSM) changed(queue string) <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := f.waiters[queue]
+	if ch == nil {
+		ch = make(chan struct{})
+		f.waiters[queue] = ch
+	}
+	return ch
 }
