@@ -70,8 +70,8 @@ func runScenario(t *testing.T, s Scenario) *Result {
 		t.Fatalf("scenario %s (seed %d): harness error: %v; files in %s", s.Name, seed, err, dir)
 	}
 	r := res.Report
-	t.Logf("%s: %d ops %v; lost %d, unexpected %d, duplicates %d, linearizable %s; faults %v; failovers %v",
-		s.Name, r.Ops, r.Counts, r.Lost, r.Unexpected, r.Duplicates, r.Linearizable, res.Stats.Faults, res.Failovers)
+	t.Logf("%s: %d ops %v; lost %d, unexpected %d, duplicates %d, redeliveries %d, linearizable %s; faults %v; failovers %v",
+		s.Name, r.Ops, r.Counts, r.Lost, r.Unexpected, r.Duplicates, r.Redeliveries, r.Linearizable, res.Stats.Faults, res.Failovers)
 	if !res.OK() {
 		for _, p := range res.Problems {
 			t.Error(p)

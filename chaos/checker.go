@@ -19,7 +19,8 @@ type Report struct {
 	MissingExplained   int            `json:"missing_explained"`
 	Unexpected         int            `json:"unexpected"`         // delivered, never sent
 	DeliveredFailed    int            `json:"delivered_failed"`   // delivered though its enqueue definitely failed
-	Duplicates         int            `json:"duplicates"`         // delivered more than once
+	Duplicates         int            `json:"duplicates"`         // delivered more than once, unexplained
+	Redeliveries       int            `json:"redeliveries"`       // leases redelivered after expiry or release
 	ClientErrors       int            `json:"client_errors"`      // statuses a correct server never sends here
 	Linearizable       string         `json:"linearizable"`       // "yes", "no" or "timeout"
 	Problems           []string       `json:"problems,omitempty"` // one line per violation
@@ -44,8 +45,18 @@ func (r *Report) problem(format string, args ...any) {
 // failed. A pop whose outcome is unknown may have taken a message nobody
 // saw, so up to that many missing messages per queue are explained; any
 // more are lost. Pops have no redelivery, so every duplicate is a bug.
-func Check(ops []Op, timeout time.Duration) *Report {
-	r := &Report{Ops: len(ops), Counts: map[string]int{}}
+func Check(all []Op, timeout time.Duration) *Report {
+	r := &Report{Ops: len(all), Counts: map[string]int{}}
+	var ops, leaseOps []Op
+	for _, op := range all {
+		if op.Queue == LeaseQueue {
+			leaseOps = append(leaseOps, op)
+			r.Counts[op.Kind+"/"+string(op.Outcome)]++
+		} else {
+			ops = append(ops, op)
+		}
+	}
+	r.checkLeases(leaseOps)
 	enq := map[string]Op{}
 	delivered := map[string]int{}
 	unknownPops := map[string]int{}
@@ -241,4 +252,79 @@ func (r *Report) checkLinearizable(ops []Op, timeout time.Duration) {
 // Visualize writes porcupine's HTML view of the check.
 func (r *Report) Visualize(path string) error {
 	return porcupine.VisualizePath(r.linearizationModel, r.linearizationInfo, path)
+}
+
+// checkLeases checks the lease queue, where messages leave only by ack and
+// an unacked lease comes back: every acknowledged enqueue is delivered
+// (no excuse: a lease whose answer was lost expires and is redelivered),
+// nothing is delivered that was not sent or whose enqueue definitely
+// failed, no delivery count repeats for a message, nothing is delivered
+// after its ack succeeded, and an ack finds its message gone (404) only
+// after another ack of it was attempted.
+func (r *Report) checkLeases(ops []Op) {
+	sent := map[string]Op{}
+	deliveries := map[string][]Op{}
+	acks := map[uint64][]Op{}
+	for _, op := range ops {
+		switch {
+		case op.Kind == "enqueue":
+			sent[op.Value] = op
+		case op.Kind == "lease" && op.Outcome == OK && op.Value != "":
+			deliveries[op.Value] = append(deliveries[op.Value], op)
+		case op.Kind == "ack":
+			acks[op.MsgID] = append(acks[op.MsgID], op)
+		}
+		if op.Outcome == Fail && strings.HasPrefix(op.Detail, "unexpected status") {
+			r.ClientErrors++
+			r.problem("client %d %s %s on node %d: %s", op.Client, op.Kind, op.Queue, op.Node, op.Detail)
+		}
+	}
+	for v, op := range sent {
+		if op.Outcome == OK && len(deliveries[v]) == 0 {
+			r.Lost++
+			r.problem("lease queue: acknowledged message %q was never delivered", v)
+		}
+	}
+	for v, ds := range deliveries {
+		op, ok := sent[v]
+		switch {
+		case !ok:
+			r.Unexpected++
+			r.problem("lease queue: delivered %q that was never sent", v)
+		case op.Outcome == Fail:
+			r.DeliveredFailed++
+			r.problem("lease queue: delivered %q whose enqueue definitely failed", v)
+		}
+		r.Redeliveries += len(ds) - 1
+		counts := map[uint64]bool{}
+		for _, d := range ds {
+			if counts[d.Deliveries] {
+				r.Duplicates++
+				r.problem("lease queue: %q delivered twice with Delivery-Count %d", v, d.Deliveries)
+			}
+			counts[d.Deliveries] = true
+			for _, a := range acks[d.MsgID] {
+				if a.Outcome == OK && a.Return < d.Call {
+					r.Duplicates++
+					r.problem("lease queue: %q delivered (call %v) after its ack succeeded (%v)", v, d.Call, a.Return)
+				}
+			}
+		}
+	}
+	for id, as := range acks {
+		for _, a := range as {
+			if a.Detail != "no such message" {
+				continue
+			}
+			explained := false
+			for _, b := range as {
+				if b.Call != a.Call && b.Call < a.Return && (b.Outcome == OK || b.Outcome == Unknown) {
+					explained = true
+				}
+			}
+			if !explained {
+				r.problem("lease queue: ack of message %d found it gone, though no other ack of it was tried", id)
+			}
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -91,5 +92,49 @@ func TestCheckConcurrency(t *testing.T) {
 	)
 	if r := Check(ops, 10*time.Second); !r.OK() {
 		t.Fatalf("overlapping enqueues may be ordered either way: %q", r.Problems)
+	}
+}
+
+// Lease-queue histories: steps run one after another, 10 ms apart.
+func leaseHist(ops ...Op) []Op {
+	for i := range ops {
+		ops[i].Queue = LeaseQueue
+		if ops[i].Outcome == "" {
+			ops[i].Outcome = OK
+		}
+		ops[i].Call = time.Duration(i) * 10 * time.Millisecond
+		ops[i].Return = ops[i].Call + 5*time.Millisecond
+	}
+	return ops
+}
+
+func lsEnq(v string) Op { return Op{Kind: "enqueue", Value: v} }
+func lsLease(v string, id, n uint64) Op {
+	return Op{Kind: "lease", Value: v, MsgID: id, Deliveries: n, Token: fmt.Sprint(id, ".", n)}
+}
+func lsAck(id uint64, detail string, out Outcome) Op {
+	return Op{Kind: "ack", MsgID: id, Outcome: out, Detail: detail}
+}
+
+func TestCheckLeases(t *testing.T) {
+	good := leaseHist(lsEnq("a"), lsLease("a", 1, 1), lsLease("a", 1, 2), lsAck(1, "", Unknown), lsAck(1, "no such message", Fail))
+	if r := Check(good, time.Second); !r.OK() || r.Redeliveries != 1 {
+		t.Fatalf("an expired lease redelivered, then acked twice: %q (redeliveries %d)", r.Problems, r.Redeliveries)
+	}
+	for _, c := range []struct {
+		name string
+		ops  []Op
+		want string
+	}{
+		{"lost", leaseHist(lsEnq("a"), lsEnq("b"), lsLease("a", 1, 1), lsAck(1, "", OK)), "never delivered"},
+		{"same count twice", leaseHist(lsEnq("a"), lsLease("a", 1, 1), lsLease("a", 1, 1)), "twice with Delivery-Count 1"},
+		{"after ack", leaseHist(lsEnq("a"), lsLease("a", 1, 1), lsAck(1, "", OK), lsLease("a", 1, 2)), "after its ack succeeded"},
+		{"gone unexplained", leaseHist(lsEnq("a"), lsLease("a", 1, 1), lsAck(1, "no such message", Fail)), "no other ack"},
+		{"unexpected", leaseHist(lsLease("zz", 1, 1)), "never sent"},
+	} {
+		r := Check(c.ops, time.Second)
+		if r.OK() || !strings.Contains(strings.Join(r.Problems, "\n"), c.want) {
+			t.Errorf("%s: problems %q, want one with %q", c.name, r.Problems, c.want)
+		}
 	}
 }

@@ -38,7 +38,11 @@ type Op struct {
 	Call    time.Duration `json:"call"`            // since the start of the run
 	Return  time.Duration `json:"return"`          // since the start of the run
 	Index   uint64        `json:"index,omitempty"` // Raft-Index of an acknowledged write
-	Detail  string        `json:"detail,omitempty"`
+	// Leases: the message, its delivery count and the lease token.
+	MsgID      uint64 `json:"msg_id,omitempty"`
+	Deliveries uint64 `json:"deliveries,omitempty"`
+	Token      string `json:"token,omitempty"`
+	Detail     string `json:"detail,omitempty"`
 }
 
 // History records operations from many goroutines.
@@ -80,7 +84,17 @@ type Workload struct {
 	Enqueue float64 // share of enqueues, default 0.45 (queues stay short)
 	Think   time.Duration
 	Seed    uint64
+	// LeaseClients of the spread clients (default 2) use LeaseQueue with
+	// leases instead of pops: enqueue, lease (2 s), then ack, release, or
+	// let the lease expire.
+	LeaseClients int
 }
+
+// LeaseQueue is the queue lease clients use; pops never touch it.
+const LeaseQueue = "leased"
+
+// leaseTTL is short so that leases expire during a run.
+const leaseTTL = "2s"
 
 func (w *Workload) defaults() {
 	if w.Clients == 0 {
@@ -95,6 +109,9 @@ func (w *Workload) defaults() {
 	if w.Think == 0 {
 		w.Think = 10 * time.Millisecond
 	}
+	if w.LeaseClients == 0 {
+		w.LeaseClients = 2
+	}
 }
 
 func queueName(i int) string { return fmt.Sprintf("q%d", i) }
@@ -108,12 +125,15 @@ func (w Workload) Run(ctx context.Context, c *Cluster, h *History) {
 		if i < len(c.Nodes()) {
 			cl.pinned = uint64(i + 1)
 		}
+		leasing := i >= w.Clients-w.LeaseClients
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for seq := 0; ctx.Err() == nil; seq++ {
 				q := queueName(cl.rng.IntN(w.Queues))
-				if cl.rng.Float64() < w.Enqueue {
+				if leasing {
+					cl.leaseStep(seq)
+				} else if cl.rng.Float64() < w.Enqueue {
 					cl.enqueue(q, fmt.Sprintf("c%d-%d", cl.id, seq))
 				} else {
 					cl.dequeue(q)
@@ -126,6 +146,72 @@ func (w Workload) Run(ctx context.Context, c *Cluster, h *History) {
 		}()
 	}
 	wg.Wait()
+}
+
+// leaseStep is one step of a lease client: enqueue half the time; else
+// lease and then ack (80%), release (10%) or walk away (10%).
+func (cl *client) leaseStep(seq int) {
+	if cl.rng.IntN(2) == 0 {
+		cl.enqueue(LeaseQueue, fmt.Sprintf("c%d-%d", cl.id, seq))
+		return
+	}
+	op := cl.lease(LeaseQueue, leaseTTL, "")
+	if op.Outcome != OK || op.Value == "" {
+		return
+	}
+	switch d := cl.rng.IntN(10); {
+	case d < 8:
+		cl.settle("ack", op)
+	case d < 9:
+		cl.settle("release", op)
+	}
+}
+
+// lease records a lease: Value is the body ("" for 204).
+func (cl *client) lease(q, ttl, wait string) Op {
+	id := cl.node()
+	op := Op{Client: cl.id, Node: id, Kind: "lease", Queue: q, Call: cl.h.Since()}
+	url := fmt.Sprintf("%s/queues/%s/leases?ttl=%s", cl.c.Node(id).API, q, ttl)
+	if wait != "" {
+		url += "&wait=" + wait
+	}
+	resp, body, written, err := do(cl.http(), http.MethodPost, url, nil)
+	op.Return = cl.h.Since()
+	op.Outcome, op.Detail = classify(resp, body, written, err, http.StatusOK, http.StatusNoContent)
+	op.Index = raftIndex(resp)
+	if op.Outcome == OK && resp.StatusCode == http.StatusOK {
+		op.Value = string(body)
+		op.MsgID, _ = strconv.ParseUint(resp.Header.Get("Message-Id"), 10, 64)
+		op.Deliveries, _ = strconv.ParseUint(resp.Header.Get("Delivery-Count"), 10, 64)
+		op.Token = resp.Header.Get("Lease-Token")
+	}
+	cl.h.add(op)
+	return op
+}
+
+// settle acks or releases a leased message, recorded as kind "ack" or
+// "release".
+func (cl *client) settle(kind string, leased Op) Op {
+	id := cl.node()
+	op := Op{Client: cl.id, Node: id, Kind: kind, Queue: leased.Queue, Value: leased.Value, MsgID: leased.MsgID, Token: leased.Token, Call: cl.h.Since()}
+	api := cl.c.Node(id).API
+	method, url := http.MethodDelete, fmt.Sprintf("%s/queues/%s/messages/%d?lease=%s", api, leased.Queue, leased.MsgID, leased.Token)
+	if kind == "release" {
+		method, url = http.MethodPost, fmt.Sprintf("%s/queues/%s/messages/%d/release?lease=%s", api, leased.Queue, leased.MsgID, leased.Token)
+	}
+	resp, body, written, err := do(cl.http(), method, url, nil)
+	op.Return = cl.h.Since()
+	op.Outcome, op.Detail = classify(resp, body, written, err, http.StatusNoContent)
+	if op.Outcome == Fail && resp != nil {
+		switch resp.StatusCode { // legitimate answers, checked against the history
+		case http.StatusConflict:
+			op.Detail = "lease lost"
+		case http.StatusNotFound:
+			op.Detail = "no such message"
+		}
+	}
+	cl.h.add(op)
+	return op
 }
 
 type client struct {
@@ -266,10 +352,36 @@ func Drain(ctx context.Context, c *Cluster, h *History, queues int, timeout time
 			}
 		}
 	}
-	return nil
+	return drainLeases(ctx, c, cl, deadline)
 }
 
-// QueueDepths reads GET /queues from one node (a linearizable read served
+// drainLeases leases and acks LeaseQueue until no message is ready,
+// leased or delayed in it (expired leases come back after their ttl).
+func drainLeases(ctx context.Context, c *Cluster, cl *client, deadline time.Time) error {
+	for k := 0; ; k++ {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("chaos: drain of %s did not finish", LeaseQueue)
+		}
+		members := c.Members()
+		cl.pinned = members[k%len(members)].ID
+		op := cl.lease(LeaseQueue, "30s", "1s")
+		switch {
+		case op.Outcome == OK && op.Value != "":
+			for cl.settle("ack", op).Outcome == Unknown {
+			}
+		case op.Outcome == OK:
+			depths, err := c.QueueDepths(ctx, cl.pinned)
+			if err == nil && depths[LeaseQueue] == 0 {
+				return nil
+			}
+		default:
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// QueueDepths reads GET /queues from one node: the messages each queue
+// holds (ready, leased or delayed) (a linearizable read served
 // from that node's own state).
 func (c *Cluster) QueueDepths(ctx context.Context, id uint64) (map[string]int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Node(id).API+"/queues", nil)
@@ -286,8 +398,10 @@ func (c *Cluster) QueueDepths(ctx context.Context, id uint64) (map[string]int, e
 	}
 	var v struct {
 		Queues []struct {
-			Name  string `json:"name"`
-			Depth int    `json:"depth"`
+			Name    string `json:"name"`
+			Depth   int    `json:"depth"`
+			Leased  int    `json:"leased"`
+			Delayed int    `json:"delayed"`
 		} `json:"queues"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
@@ -295,7 +409,7 @@ func (c *Cluster) QueueDepths(ctx context.Context, id uint64) (map[string]int, e
 	}
 	out := map[string]int{}
 	for _, q := range v.Queues {
-		out[q.Name] = q.Depth
+		out[q.Name] = q.Depth + q.Leased + q.Delayed
 	}
 	return out, nil
 }

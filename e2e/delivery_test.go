@@ -184,6 +184,31 @@ func TestLongPollWakesOnEnqueueElsewhere(t *testing.T) {
 	if res.at > 10*time.Second {
 		t.Fatalf("the long poll answered after %v, not on the enqueue", res.at)
 	}
+	// Many waiting consumers each get a different message.
+	const waiters = 4
+	got := make(chan string, waiters)
+	for i := range waiters {
+		go func() {
+			r, err := do(http.MethodPost, c.procs[i%3].api+"/queues/fanout/leases?wait=20s&ttl=60s", "", nil)
+			if err != nil || r.status != http.StatusOK {
+				got <- fmt.Sprintf("error %d %v", r.status, err)
+				return
+			}
+			got <- string(r.body)
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	for i := range waiters {
+		mustEnqueue(t, c.procs[(i+1)%3], "fanout", fmt.Sprint("m", i))
+	}
+	seen := map[string]bool{}
+	for range waiters {
+		b := <-got
+		if seen[b] || !strings.HasPrefix(b, "m") {
+			t.Fatalf("waiting consumers got %q (seen %v)", b, seen)
+		}
+		seen[b] = true
+	}
 	// With nothing coming, it answers 204 when the wait ends.
 	r, err := do(http.MethodGet, c.procs[1].api+"/queues/inbox?wait=1s", "", nil)
 	if err != nil || r.status != http.StatusNoContent {
