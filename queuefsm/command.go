@@ -18,15 +18,26 @@ const (
 type Op byte
 
 const (
-	OpEnqueue   Op = 1 // append a message (optionally delayed, idempotent)
-	OpDequeue   Op = 2 // remove and return the head (at-most-once pop)
-	OpLease     Op = 3 // lease the head for TTL
-	OpAck       Op = 4 // remove a leased message for good
-	OpRelease   Op = 5 // give a leased message back (after Delay)
-	OpExtend    Op = 6 // extend a lease to now + TTL
-	OpConfigure Op = 7 // set MaxDeliveries and DeadLetterQueue
-	OpTick      Op = 8 // only advance the clock (expire leases, delays)
+	OpEnqueue   Op = 1  // append a message (optionally delayed, idempotent)
+	OpDequeue   Op = 2  // remove and return the head (at-most-once pop)
+	OpLease     Op = 3  // lease the head for TTL
+	OpAck       Op = 4  // remove a leased message for good
+	OpRelease   Op = 5  // give a leased message back (after Delay)
+	OpExtend    Op = 6  // extend a lease to now + TTL
+	OpConfigure Op = 7  // set MaxDeliveries and DeadLetterQueue
+	OpTick      Op = 8  // only advance the clock (expire leases, delays)
+	OpBatch     Op = 9  // append several messages, all or nothing
+	OpPopMany   Op = 10 // pop up to Max messages at once
 )
+
+// MaxBatch is the most messages one batch enqueue or pop may carry.
+const MaxBatch = 1000
+
+// BatchItem is one message of a batch enqueue.
+type BatchItem struct {
+	ContentType string
+	Body        []byte
+}
 
 // Command is a decoded state-machine operation. Time is the proposer's
 // wall clock in Unix milliseconds; the other fields are used per Op.
@@ -34,15 +45,17 @@ type Command struct {
 	Op              Op
 	Time            int64
 	Queue           string
-	ContentType     string // enqueue
-	IdempotencyKey  string // enqueue
-	Delay           int64  // enqueue, release: milliseconds
-	TTL             int64  // lease, extend: milliseconds
-	ID              uint64 // ack, release, extend
-	Token           string // ack, release, extend
-	MaxDeliveries   uint64 // configure
-	DeadLetterQueue string // configure
-	Body            []byte // enqueue
+	ContentType     string      // enqueue
+	IdempotencyKey  string      // enqueue
+	Delay           int64       // enqueue, release: milliseconds
+	TTL             int64       // lease, extend: milliseconds
+	ID              uint64      // ack, release, extend
+	Token           string      // ack, release, extend
+	MaxDeliveries   uint64      // configure
+	DeadLetterQueue string      // configure
+	Body            []byte      // enqueue
+	Items           []BatchItem // batch
+	Max             uint64      // pop many
 }
 
 // ErrBadCommand reports a command that cannot be decoded. Apply returns it as
@@ -77,6 +90,14 @@ func (c Command) Encode() []byte {
 	case OpConfigure:
 		b = binary.AppendUvarint(b, c.MaxDeliveries)
 		b = appendString(b, c.DeadLetterQueue)
+	case OpBatch:
+		b = binary.AppendUvarint(b, uint64(len(c.Items)))
+		for _, it := range c.Items {
+			b = appendString(b, it.ContentType)
+			b = appendString(b, string(it.Body))
+		}
+	case OpPopMany:
+		b = binary.AppendUvarint(b, c.Max)
 	}
 	return b
 }
@@ -120,6 +141,17 @@ func DecodeCommand(cmd []byte) (Command, error) {
 		c.ID, c.Token, c.TTL = r.uvarint(), r.string(), r.varint()
 	case OpConfigure:
 		c.MaxDeliveries, c.DeadLetterQueue = r.uvarint(), r.string()
+	case OpBatch:
+		n := r.uvarint()
+		if n > MaxBatch {
+			return Command{}, fmt.Errorf("%w: batch of %d", ErrBadCommand, n)
+		}
+		c.Items = make([]BatchItem, 0, n)
+		for ; n > 0 && r.err == nil; n-- {
+			c.Items = append(c.Items, BatchItem{ContentType: r.string(), Body: []byte(r.string())})
+		}
+	case OpPopMany:
+		c.Max = r.uvarint()
 	default:
 		return Command{}, fmt.Errorf("%w: op %d", ErrBadCommand, c.Op)
 	}

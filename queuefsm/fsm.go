@@ -111,6 +111,16 @@ type DequeueResult struct {
 	Expires int64
 }
 
+// BatchResult is Apply's result for a batch enqueue: the ids, in order.
+type BatchResult struct {
+	IDs []uint64
+}
+
+// PopManyResult is Apply's result for a multiple pop, oldest first.
+type PopManyResult struct {
+	Messages []Message
+}
+
 // LeaseResult is Apply's result for an extend: the new expiry.
 type LeaseResult struct {
 	Expires int64
@@ -181,6 +191,20 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 	switch c.Op {
 	case OpEnqueue:
 		return f.enqueue(c)
+	case OpBatch:
+		if len(c.Items) == 0 {
+			return fmt.Errorf("%w: empty batch", ErrInvalidArg)
+		}
+		q = f.queue(c.Queue)
+		ids := make([]uint64, len(c.Items))
+		for i, it := range c.Items {
+			q.lastID++
+			m := &msg{id: q.lastID, contentType: it.ContentType, body: it.Body}
+			q.msgs[m.id] = m
+			q.makeReady(m, 0, 0)
+			ids[i] = m.id
+		}
+		return BatchResult{IDs: ids}
 	case OpConfigure:
 		if c.DeadLetterQueue != "" {
 			if err := ValidateName(c.DeadLetterQueue); err != nil {
@@ -195,12 +219,29 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 		return Done{}
 	}
 	if q == nil {
-		if c.Op == OpDequeue || c.Op == OpLease {
+		switch c.Op {
+		case OpDequeue, OpLease:
 			return DequeueResult{}
+		case OpPopMany:
+			return PopManyResult{}
 		}
 		return fmt.Errorf("%w: %d in %s", ErrNoMessage, c.ID, c.Queue)
 	}
 	switch c.Op {
+	case OpPopMany:
+		if c.Max == 0 || c.Max > MaxBatch {
+			return fmt.Errorf("%w: max must be 1 to %d", ErrInvalidArg, MaxBatch)
+		}
+		var out []Message
+		for uint64(len(out)) < c.Max {
+			m := q.nextReady(f)
+			if m == nil {
+				break
+			}
+			q.remove(m)
+			out = append(out, m.public())
+		}
+		return PopManyResult{Messages: out}
 	case OpDequeue:
 		m := q.nextReady(f)
 		if m == nil {

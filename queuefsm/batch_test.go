@@ -1,0 +1,34 @@
+package queuefsm
+
+import (
+	"fmt"
+	"testing"
+)
+
+func TestBatchAndPopMany(t *testing.T) {
+	c := newClock(t)
+	c.put(1, "q", "first")
+	items := []BatchItem{{ContentType: "text/plain", Body: []byte("a")}, {Body: []byte("b")}, {Body: []byte("c")}}
+	r, ok := c.at(2, Command{Op: OpBatch, Queue: "q", Items: items}).(BatchResult)
+	if !ok || fmt.Sprint(r.IDs) != "[2 3 4]" {
+		t.Fatalf("batch = %+v", r)
+	}
+	if res := c.at(2, Command{Op: OpBatch, Queue: "q"}); !errIs(res, ErrInvalidArg) {
+		t.Fatalf("empty batch = %v", res)
+	}
+	p, ok := c.at(3, Command{Op: OpPopMany, Queue: "q", Max: 3}).(PopManyResult)
+	if !ok || len(p.Messages) != 3 || string(p.Messages[0].Body) != "first" || string(p.Messages[2].Body) != "b" || p.Messages[1].ContentType != "text/plain" {
+		t.Fatalf("pop 3 = %+v", p)
+	}
+	p = c.at(4, Command{Op: OpPopMany, Queue: "q", Max: 10}).(PopManyResult)
+	if len(p.Messages) != 1 || string(p.Messages[0].Body) != "c" {
+		t.Fatalf("pop the rest = %+v", p)
+	}
+	if res := c.at(5, Command{Op: OpPopMany, Queue: "q", Max: MaxBatch + 1}); !errIs(res, ErrInvalidArg) {
+		t.Fatalf("pop too many = %v", res)
+	}
+	tooMany := Command{Op: OpBatch, Queue: "q", Items: make([]BatchItem, MaxBatch+1)}.Encode()
+	if res := c.f.Apply(99, tooMany); !errIs(res, ErrBadCommand) {
+		t.Fatalf("oversized batch = %v", res)
+	}
+}

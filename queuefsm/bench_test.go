@@ -1,0 +1,51 @@
+package queuefsm
+
+import (
+	"bytes"
+	"testing"
+)
+
+var body256 = bytes.Repeat([]byte("x"), 256)
+
+// BenchmarkEncodeEnqueue: a 256-byte enqueue command.
+func BenchmarkEncodeEnqueue(b *testing.B) {
+	c := Command{Op: OpEnqueue, Time: 1700000000000, Queue: "jobs", ContentType: "text/plain", Body: body256}
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Encode()
+	}
+}
+
+// BenchmarkApplyEnqueueDequeue: one enqueue and one pop of 256 bytes,
+// decoding included.
+func BenchmarkApplyEnqueueDequeue(b *testing.B) {
+	f := New()
+	enq := Command{Op: OpEnqueue, Time: 1700000000000, Queue: "jobs", Body: body256}.Encode()
+	deq := Command{Op: OpDequeue, Time: 1700000000000, Queue: "jobs"}.Encode()
+	b.ReportAllocs()
+	var i uint64
+	for b.Loop() {
+		i += 2
+		f.Apply(i, enq)
+		f.Apply(i+1, deq)
+	}
+}
+
+// BenchmarkApplyBatch100: a batch of 100 256-byte messages, then a pop of
+// 100.
+func BenchmarkApplyBatch100(b *testing.B) {
+	f := New()
+	items := make([]BatchItem, 100)
+	for i := range items {
+		items[i] = BatchItem{Body: body256}
+	}
+	batch := Command{Op: OpBatch, Time: 1700000000000, Queue: "jobs", Items: items}.Encode()
+	pop := Command{Op: OpPopMany, Time: 1700000000000, Queue: "jobs", Max: 100}.Encode()
+	b.ReportAllocs()
+	var i uint64
+	for b.Loop() {
+		i += 2
+		f.Apply(i, batch)
+		f.Apply(i+1, pop)
+	}
+}
