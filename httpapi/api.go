@@ -103,6 +103,11 @@ type Queue interface {
 	Enqueue(ctx context.Context, queue, contentType string, body []byte, opts EnqueueOptions) (Enqueued, LogPosition, error)
 	// Dequeue removes and returns the head; found is false when empty.
 	Dequeue(ctx context.Context, queue string) (m Message, found bool, pos LogPosition, err error)
+	// EnqueueBatch appends messages in one entry, all or nothing, and
+	// returns their ids in order.
+	EnqueueBatch(ctx context.Context, queue string, msgs []Message) ([]uint64, LogPosition, error)
+	// PopMany removes and returns up to max messages, oldest first.
+	PopMany(ctx context.Context, queue string, max int) ([]Message, LogPosition, error)
 	// Lease leases the head ready message for ttl; found is false when
 	// none is ready.
 	Lease(ctx context.Context, queue string, ttl time.Duration) (l Lease, found bool, pos LogPosition, err error)

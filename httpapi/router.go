@@ -55,6 +55,7 @@ func NewRouter(q Queue, c Cluster, lg *zap.Logger, opts Options) http.Handler {
 	r.HandleFunc("/queues/{queue}", a.enqueue).Methods(http.MethodPut, http.MethodPost)
 	r.HandleFunc("/queues/{queue}", a.dequeue).Methods(http.MethodGet)
 	r.HandleFunc("/queues/{queue}/leases", a.lease).Methods(http.MethodPost)
+	r.HandleFunc("/queues/{queue}/batch", a.enqueueBatch).Methods(http.MethodPost)
 	r.HandleFunc("/queues/{queue}/messages/{id}", a.ack).Methods(http.MethodDelete)
 	r.HandleFunc("/queues/{queue}/messages/{id}/release", a.release).Methods(http.MethodPost)
 	r.HandleFunc("/queues/{queue}/messages/{id}/extend", a.extend).Methods(http.MethodPost)
@@ -162,6 +163,10 @@ func (a *api) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 
 func (a *api) dequeue(w http.ResponseWriter, r *http.Request) {
 	queue := mux.Vars(r)["queue"]
+	if max := r.URL.Query().Get("max"); max != "" {
+		a.popMany(w, r, queue, max)
+		return
+	}
 	wait, err := duration(r.URL.Query().Get("wait"), "wait", 0, 0, MaxWait)
 	if err != nil {
 		a.fail(w, err)

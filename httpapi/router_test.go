@@ -24,6 +24,7 @@ type fakeQueue struct {
 	lease       func(ctx context.Context, queue string, ttl time.Duration) (Lease, bool, LogPosition, error)
 	settle      func(op, queue string, id uint64, token string, d time.Duration) error
 	changed     chan struct{}
+	batch       []Message // EnqueueBatch appends when non-nil; PopMany pops
 }
 
 func (f *fakeQueue) Enqueue(ctx context.Context, q, ct string, b []byte, opts EnqueueOptions) (Enqueued, LogPosition, error) {
@@ -37,6 +38,21 @@ func (f *fakeQueue) Dequeue(ctx context.Context, q string) (Message, bool, LogPo
 	return f.dequeue(ctx, q)
 }
 func (f *fakeQueue) Queues(ctx context.Context) ([]QueueInfo, error) { return f.queues(ctx) }
+func (f *fakeQueue) EnqueueBatch(ctx context.Context, q string, ms []Message) ([]uint64, LogPosition, error) {
+	ids := make([]uint64, len(ms))
+	for i := range ms {
+		ids[i] = uint64(i + 1)
+		if f.batch != nil {
+			f.batch = append(f.batch, ms[i])
+		}
+	}
+	return ids, LogPosition{}, nil
+}
+func (f *fakeQueue) PopMany(ctx context.Context, q string, max int) ([]Message, LogPosition, error) {
+	out := f.batch[:min(max, len(f.batch))]
+	f.batch = f.batch[len(out):]
+	return out, LogPosition{}, nil
+}
 func (f *fakeQueue) Lease(ctx context.Context, q string, ttl time.Duration) (Lease, bool, LogPosition, error) {
 	return f.lease(ctx, q, ttl)
 }

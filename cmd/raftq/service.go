@@ -55,6 +55,32 @@ func (s *service) Dequeue(ctx context.Context, queue string) (httpapi.Message, b
 	return apiMessage(r.Message), r.Found, position(a), err
 }
 
+func (s *service) EnqueueBatch(ctx context.Context, queue string, msgs []httpapi.Message) ([]uint64, httpapi.LogPosition, error) {
+	items := make([]queuefsm.BatchItem, len(msgs))
+	for i, m := range msgs {
+		items[i] = queuefsm.BatchItem{ContentType: m.ContentType, Body: m.Body}
+	}
+	a, err := s.propose(ctx, queuefsm.Command{Op: queuefsm.OpBatch, Queue: queue, Items: items})
+	if err != nil {
+		return nil, httpapi.LogPosition{}, err
+	}
+	r, err := result[queuefsm.BatchResult](a)
+	return r.IDs, position(a), err
+}
+
+func (s *service) PopMany(ctx context.Context, queue string, max int) ([]httpapi.Message, httpapi.LogPosition, error) {
+	a, err := s.propose(ctx, queuefsm.Command{Op: queuefsm.OpPopMany, Queue: queue, Max: uint64(max)})
+	if err != nil {
+		return nil, httpapi.LogPosition{}, err
+	}
+	r, err := result[queuefsm.PopManyResult](a)
+	out := make([]httpapi.Message, len(r.Messages))
+	for i, m := range r.Messages {
+		out[i] = apiMessage(m)
+	}
+	return out, position(a), err
+}
+
 func apiMessage(m queuefsm.Message) httpapi.Message {
 	out := httpapi.Message{ID: m.ID, ContentType: m.ContentType, Body: m.Body, Deliveries: m.Deliveries}
 	if o := m.Origin; o != nil {

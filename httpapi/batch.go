@@ -1,0 +1,138 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/gorilla/mux"
+)
+
+// Batch limits (documented in the README).
+const (
+	MaxBatchMessages = 1000
+	MaxBatchBytes    = 8 << 20 // a batch request's whole JSON body
+)
+
+// BatchMessage is one message of a batch, in and out: the body as text
+// when it is valid UTF-8, else base64.
+type BatchMessage struct {
+	ID          uint64  `json:"id,omitempty"`
+	Body        *string `json:"body,omitempty"`
+	BodyB64     *string `json:"body_b64,omitempty"`
+	ContentType string  `json:"content_type,omitempty"`
+}
+
+func (a *api) enqueueBatch(w http.ResponseWriter, r *http.Request) {
+	queue := mux.Vars(r)["queue"]
+	var in struct {
+		Messages []BatchMessage `json:"messages"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBatchBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("batch body is over the %d-byte limit", MaxBatchBytes))
+			return
+		}
+		a.fail(w, fmt.Errorf("%w: malformed JSON body: %v", ErrInvalid, err))
+		return
+	}
+	if len(in.Messages) == 0 || len(in.Messages) > MaxBatchMessages {
+		a.fail(w, fmt.Errorf("%w: a batch holds 1 to %d messages, got %d", ErrInvalid, MaxBatchMessages, len(in.Messages)))
+		return
+	}
+	items := make([]Message, len(in.Messages))
+	for i, m := range in.Messages {
+		var body []byte
+		switch {
+		case m.Body != nil && m.BodyB64 == nil:
+			body = []byte(*m.Body)
+		case m.BodyB64 != nil && m.Body == nil:
+			b, err := base64.StdEncoding.DecodeString(*m.BodyB64)
+			if err != nil {
+				a.fail(w, fmt.Errorf("%w: message %d: body_b64 is not base64: %v", ErrInvalid, i, err))
+				return
+			}
+			body = b
+		default:
+			a.fail(w, fmt.Errorf("%w: message %d needs exactly one of body and body_b64", ErrInvalid, i))
+			return
+		}
+		if int64(len(body)) > a.opts.MaxMessageBytes {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("message %d is over the %d-byte limit", i, a.opts.MaxMessageBytes))
+			return
+		}
+		ct := m.ContentType
+		if ct == "" {
+			ct = defaultContentType
+		}
+		if len(ct) > MaxContentTypeLen {
+			a.fail(w, fmt.Errorf("%w: message %d: content_type is longer than %d bytes", ErrInvalid, i, MaxContentTypeLen))
+			return
+		}
+		items[i] = Message{ContentType: ct, Body: body}
+	}
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	ids, pos, err := a.q.EnqueueBatch(ctx, queue, items)
+	if err != nil {
+		a.failWrite(w, err)
+		return
+	}
+	setPosition(w, pos)
+	writeJSON(w, http.StatusCreated, struct {
+		Queue string   `json:"queue"`
+		IDs   []uint64 `json:"ids"`
+	}{queue, ids})
+}
+
+// popMany answers GET /queues/{q}?max=N.
+func (a *api) popMany(w http.ResponseWriter, r *http.Request, queue, maxParam string) {
+	n, err := strconv.Atoi(maxParam)
+	if err != nil || n < 1 || n > MaxBatchMessages {
+		a.fail(w, fmt.Errorf("%w: max=%q must be 1 to %d", ErrInvalid, maxParam, MaxBatchMessages))
+		return
+	}
+	var ms []Message
+	var pos LogPosition
+	wait, err := duration(r.URL.Query().Get("wait"), "wait", 0, 0, MaxWait)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	err = a.longPoll(r, queue, wait, func(ctx context.Context) (bool, error) {
+		var err error
+		ms, pos, err = a.q.PopMany(ctx, queue, n)
+		return len(ms) > 0, err
+	})
+	if err != nil {
+		a.failWrite(w, err)
+		return
+	}
+	setPosition(w, pos)
+	if len(ms) == 0 {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	out := make([]BatchMessage, len(ms))
+	for i, m := range ms {
+		out[i] = BatchMessage{ID: m.ID, ContentType: m.ContentType}
+		if utf8.Valid(m.Body) {
+			s := string(m.Body)
+			out[i].Body = &s
+		} else {
+			s := base64.StdEncoding.EncodeToString(m.Body)
+			out[i].BodyB64 = &s
+		}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Messages []BatchMessage `json:"messages"`
+	}{out})
+}
