@@ -1,0 +1,375 @@
+// Command raftq-bench measures raftq: it starts a local 3-node cluster of
+// real raftq processes on loopback (or uses --targets), runs phases of
+// synchronous clients and prints, for each, msgs/s, latency percentiles
+// and errors, next to a "ceiling" phase run by the same client against a
+// trivial in-process HTTP handler, so every figure reads as a fraction of
+// what this machine's HTTP stack can do. Run it from the repository.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+)
+
+type options struct {
+	targets     []string
+	n           int
+	size        int
+	concurrency []int
+	batch       int
+	jsonOut     bool
+	keep        bool
+}
+
+func parseFlags(args []string) (options, error) {
+	var o options
+	var targets, conc string
+	fs := flag.NewFlagSet("raftq-bench", flag.ContinueOnError)
+	fs.StringVar(&targets, "targets", "", "client API URLs of running nodes, comma-separated (default: start a local 3-node cluster)")
+	fs.IntVar(&o.n, "n", 20000, "messages per phase")
+	fs.IntVar(&o.size, "size", 256, "message size in bytes")
+	fs.StringVar(&conc, "c", "1,16,64", "client concurrencies of the enqueue phases")
+	fs.IntVar(&o.batch, "batch", 100, "messages per batch request")
+	fs.BoolVar(&o.jsonOut, "json", false, "print JSON instead of a table")
+	fs.BoolVar(&o.keep, "keep", false, "keep the local cluster's data dir")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if targets != "" {
+		o.targets = strings.Split(targets, ",")
+	}
+	for _, c := range strings.Split(conc, ",") {
+		v, err := strconv.Atoi(c)
+		if err != nil || v < 1 || v > 1024 {
+			return o, fmt.Errorf("-c: %q is not a concurrency from 1 to 1024", c)
+		}
+		o.concurrency = append(o.concurrency, v)
+	}
+	if o.n < 1 || o.size < 1 || o.batch < 1 || o.batch > 1000 {
+		return o, errors.New("-n and -size must be positive and -batch 1 to 1000")
+	}
+	return o, nil
+}
+
+// Result is one phase's figures.
+type Result struct {
+	Phase       string  `json:"phase"`
+	Concurrency int     `json:"concurrency"`
+	Messages    int     `json:"messages"`
+	MsgsPerSec  float64 `json:"msgs_per_sec"`
+	P50         float64 `json:"p50_ms"` // per request
+	P99         float64 `json:"p99_ms"`
+	Max         float64 `json:"max_ms"`
+	Errors      int64   `json:"errors"`
+}
+
+var hc = &http.Client{
+	Timeout:   30 * time.Second,
+	Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 0, IdleConnTimeout: time.Minute},
+}
+
+// run drives requests: c clients, each synchronous, until total messages
+// are done; each call of req moves per messages and reports success.
+func run(phase string, c, total, per int, req func(client, i int) (int, error)) Result {
+	var next atomic.Int64
+	var errs atomic.Int64
+	var done atomic.Int64
+	lat := make([][]time.Duration, c)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for cl := range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i*per >= total {
+					return
+				}
+				t := time.Now()
+				moved, err := req(cl, i)
+				lat[cl] = append(lat[cl], time.Since(t))
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				if moved == 0 { // nothing left (dequeue phases)
+					return
+				}
+				done.Add(int64(moved))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	pct := func(p float64) float64 {
+		if len(all) == 0 {
+			return 0
+		}
+		return float64(all[min(len(all)-1, int(p*float64(len(all))))].Microseconds()) / 1000
+	}
+	return Result{Phase: phase, Concurrency: c, Messages: int(done.Load()), MsgsPerSec: float64(done.Load()) / elapsed.Seconds(),
+		P50: pct(0.5), P99: pct(0.99), Max: pct(1), Errors: errs.Load()}
+}
+
+func post(url string, body []byte, want int) (*http.Response, []byte, error) {
+	resp, err := hc.Post(url, "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != want {
+		err = fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+	return resp, b, err
+}
+
+func get(url string) (int, []byte, error) {
+	resp, err := hc.Get(url)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+func phases(o options, ceiling string) []Result {
+	body := bytes.Repeat([]byte("x"), o.size)
+	t := o.targets
+	node := func(cl int) string { return t[cl%len(t)] }
+	var out []Result
+	for _, c := range o.concurrency {
+		out = append(out, run("ceiling (null HTTP handler)", c, o.n, 1, func(cl, i int) (int, error) {
+			_, _, err := post(ceiling, body, http.StatusCreated)
+			return 1, err
+		}))
+	}
+	for _, c := range o.concurrency {
+		out = append(out, run("enqueue", c, o.n, 1, func(cl, i int) (int, error) {
+			_, _, err := post(node(cl)+"/queues/bench", body, http.StatusCreated)
+			return 1, err
+		}))
+	}
+	queued := 0
+	for _, r := range out {
+		if r.Phase == "enqueue" {
+			queued += r.Messages
+		}
+	}
+	c := o.concurrency[len(o.concurrency)-1]
+	out = append(out, run("dequeue (pop)", c, queued, 1, func(cl, i int) (int, error) {
+		status, _, err := get(node(cl) + "/queues/bench")
+		if err != nil {
+			return 0, err
+		}
+		if status == http.StatusNoContent {
+			return 0, nil
+		}
+		if status != http.StatusOK {
+			return 0, fmt.Errorf("status %d", status)
+		}
+		return 1, nil
+	}))
+	batch := struct {
+		Messages []map[string]string `json:"messages"`
+	}{}
+	for range o.batch {
+		batch.Messages = append(batch.Messages, map[string]string{"body": string(body)})
+	}
+	bb, _ := json.Marshal(batch)
+	out = append(out, run(fmt.Sprintf("batch enqueue (%d/request)", o.batch), 16, o.n*5, o.batch, func(cl, i int) (int, error) {
+		_, _, err := post(node(cl)+"/queues/b/batch", bb, http.StatusCreated)
+		return o.batch, err
+	}))
+	out = append(out, run(fmt.Sprintf("batch dequeue (max=%d)", o.batch), 16, o.n*5, o.batch, func(cl, i int) (int, error) {
+		status, b, err := get(fmt.Sprintf("%s/queues/b?max=%d", node(cl), o.batch))
+		if err != nil || status == http.StatusNoContent {
+			return 0, err
+		}
+		var v struct{ Messages []json.RawMessage }
+		if err := json.Unmarshal(b, &v); err != nil || status != http.StatusOK {
+			return 0, fmt.Errorf("status %d: %v", status, err)
+		}
+		return len(v.Messages), nil
+	}))
+	out = append(out, run("lease + ack", c, o.n, 1, func(cl, i int) (int, error) {
+		if _, _, err := post(node(cl)+"/queues/leased", body, http.StatusCreated); err != nil {
+			return 0, err
+		}
+		resp, _, err := post(node(cl)+"/queues/leased/leases?ttl=60s", nil, http.StatusOK)
+		if err != nil {
+			return 0, err
+		}
+		req, _ := http.NewRequest(http.MethodDelete, fmt.Sprintf("%s/queues/leased/messages/%s?lease=%s", node(cl),
+			resp.Header.Get("Message-Id"), resp.Header.Get("Lease-Token")), nil)
+		ack, err := hc.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		ack.Body.Close()
+		if ack.StatusCode != http.StatusNoContent {
+			return 0, fmt.Errorf("ack status %d", ack.StatusCode)
+		}
+		return 1, nil
+	}))
+	return out
+}
+
+// cluster is a local 3-node cluster of real processes.
+type cluster struct {
+	dir   string
+	procs []*exec.Cmd
+	apis  []string
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func startCluster(ctx context.Context) (*cluster, error) {
+	dir, err := os.MkdirTemp("", "raftq-bench-")
+	if err != nil {
+		return nil, err
+	}
+	c := &cluster{dir: dir}
+	bin := filepath.Join(dir, "raftq")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/raftq")
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building raftq (run from the repository): %w\n%s", err, out)
+	}
+	var peers []string
+	for range 3 {
+		peers = append(peers, "http://"+freeAddr())
+		c.apis = append(c.apis, freeAddr())
+	}
+	for i := range 3 {
+		logf, err := os.Create(filepath.Join(dir, fmt.Sprintf("node-%d.log", i+1)))
+		if err != nil {
+			return nil, err
+		}
+		cmd := exec.Command(bin, "--id", strconv.Itoa(i+1), "--cluster", strings.Join(peers, ","),
+			"--api-addr", c.apis[i], "--data-dir", filepath.Join(dir, fmt.Sprintf("node-%d", i+1)), "--log-level", "warn")
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		c.procs = append(c.procs, cmd)
+		c.apis[i] = "http://" + c.apis[i]
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, _, err := post(c.apis[0]+"/queues/warmup", []byte("x"), http.StatusCreated); err == nil {
+			return c, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.stop(false)
+	return nil, errors.New("the local cluster did not start")
+}
+
+// peakRSS reads each node's high-water resident set (VmHWM) in MiB.
+func (c *cluster) peakRSS() []float64 {
+	var out []float64
+	for _, p := range c.procs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Process.Pid))
+		mib := 0.0
+		if err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+					kb, _ := strconv.ParseFloat(f[1], 64)
+					mib = kb / 1024
+				}
+			}
+		}
+		out = append(out, mib)
+	}
+	return out
+}
+
+func (c *cluster) stop(keep bool) {
+	for _, p := range c.procs {
+		p.Process.Kill()
+		p.Wait()
+	}
+	if !keep {
+		os.RemoveAll(c.dir)
+	}
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "raftq-bench:", err)
+		os.Exit(2)
+	}
+	var c *cluster
+	if len(o.targets) == 0 {
+		if c, err = startCluster(context.Background()); err != nil {
+			fmt.Fprintln(os.Stderr, "raftq-bench:", err)
+			os.Exit(1)
+		}
+		defer c.stop(o.keep)
+		o.targets = c.apis
+	}
+	null := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		w.Write([]byte(`{"queue":"null","id":1}` + "\n"))
+	}))
+	defer null.Close()
+	results := phases(o, null.URL+"/queues/null")
+	var rss []float64
+	if c != nil {
+		rss = c.peakRSS()
+	}
+	if o.jsonOut {
+		json.NewEncoder(os.Stdout).Encode(struct {
+			Results   []Result  `json:"results"`
+			PeakRSSMB []float64 `json:"peak_rss_mib,omitempty"`
+		}{results, rss})
+		return
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "phase\tC\tmsgs\tmsgs/s\tp50 ms\tp99 ms\tmax ms\terrors\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.1f\t%d\t\n", r.Phase, r.Concurrency, r.Messages, r.MsgsPerSec, r.P50, r.P99, r.Max, r.Errors)
+	}
+	tw.Flush()
+	if rss != nil {
+		fmt.Printf("\npeak RSS per node (MiB): %.0f %.0f %.0f\n", rss[0], rss[1], rss[2])
+	}
+}
