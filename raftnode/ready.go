@@ -22,6 +22,13 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	if rd.SoftState != nil {
 		n.setLeader(rd.SoftState.Lead)
 	}
+	// 0. A leader sends first, replicating in parallel with its own fsync
+	//    (Raft thesis §10.2.1, as etcd does): its messages carry no vote,
+	//    and nothing is applied or answered before the save below.
+	leader := n.lead.Load() == n.cfg.ID
+	if leader {
+		n.send(rd.Messages)
+	}
 	// 1. Persist: snapshot file, WAL snapshot record, entries, HardState
 	//    (fsync), then the in-memory log. Nothing below may run before this.
 	failpoint.Inject(failpoint.RaftBeforeSave)
@@ -36,10 +43,11 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		}
 	}
 	n.resolveReads(rd.ReadStates)
-	// 3. Send. A follower applying a conf change sends afterwards, so it
-	//    never counts a vote from a member it is about to remove.
-	afterApply := n.lead.Load() != n.cfg.ID && hasConfChange(rd.CommittedEntries)
-	if !afterApply {
+	// 3. A follower sends now, after its save; one applying a conf change
+	//    sends afterwards, so it never counts a vote from a member it is
+	//    about to remove.
+	afterApply := !leader && hasConfChange(rd.CommittedEntries)
+	if !leader && !afterApply {
 		n.send(rd.Messages)
 	}
 	// 4. Apply committed entries, in order.

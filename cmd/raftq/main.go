@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/signal"
@@ -35,6 +36,7 @@ type config struct {
 	maxMessage     int64
 	requestTimeout time.Duration
 	logLevel       string
+	pprofAddr      string
 }
 
 func parseFlags(args []string) (config, error) {
@@ -54,6 +56,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.raft.TickInterval, "tick", raftnode.DefaultTickInterval, "raft tick (heartbeat interval)")
 	fs.IntVar(&c.raft.ElectionTicks, "election-ticks", raftnode.DefaultElectionTicks, "ticks without a leader before an election")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof on this HOST:PORT (off by default; for profiling)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -173,6 +176,9 @@ func run(ctx context.Context, c config, lg *zap.Logger) error {
 		ReadTimeout:       5 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
 	}
+	if c.pprofAddr != "" {
+		go servePprof(c.pprofAddr, lg)
+	}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- serve(peer, peerL, "peer") }()
 	go func() { serveErr <- serve(api, apiL, "api") }()
@@ -208,6 +214,21 @@ func run(ctx context.Context, c config, lg *zap.Logger) error {
 // tickEvery is how often the leader moves the state machine's clock while
 // leases or delayed messages are pending.
 const tickEvery = 250 * time.Millisecond
+
+// servePprof serves the runtime profiles on their own listener, never on
+// the client API.
+func servePprof(addr string, lg *zap.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	lg.Info("serving profiles", zap.String("addr", addr))
+	if err := srv.ListenAndServe(); err != nil {
+		lg.Warn("pprof server stopped", zap.Error(err))
+	}
+}
 
 func serve(s *http.Server, l net.Listener, name string) error {
 	if err := s.Serve(l); !errors.Is(err, http.ErrServerClosed) {
