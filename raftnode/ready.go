@@ -3,6 +3,7 @@ package raftnode
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/types"
 	"go.etcd.io/raft/v3"
@@ -234,6 +235,7 @@ func (n *Node) maybeSnapshot() error {
 	}
 	// Only the raft goroutine writes sm and members, so no lock is needed
 	// to read them here.
+	start := time.Now()
 	smData, err := n.sm.Snapshot()
 	if err != nil {
 		return fmt.Errorf("raftnode: snapshot state machine: %w", err)
@@ -250,6 +252,7 @@ func (n *Node) maybeSnapshot() error {
 		return fmt.Errorf("raftnode: save snapshot: %w", err)
 	}
 	n.snapshotIndex = applied
-	n.lg.Info("saved snapshot", zap.Uint64("index", applied), zap.Uint64("compacted-to", compactTo), zap.Int("bytes", len(data)))
+	n.lg.Info("saved snapshot", zap.Uint64("index", applied), zap.Uint64("compacted-to", compactTo), zap.Int("bytes", len(data)),
+		zap.Duration("took", time.Since(start))) // the Ready loop waits this long
 	return nil
 }

@@ -37,6 +37,8 @@ type options struct {
 	batch       int
 	jsonOut     bool
 	keep        bool
+	fill        int
+	snapCount   int
 }
 
 func parseFlags(args []string) (options, error) {
@@ -50,6 +52,8 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.batch, "batch", 100, "messages per batch request")
 	fs.BoolVar(&o.jsonOut, "json", false, "print JSON instead of a table")
 	fs.BoolVar(&o.keep, "keep", false, "keep the local cluster's data dir")
+	fs.IntVar(&o.snapCount, "snapshot-count", 10000, "the local nodes' --snapshot-count")
+	fs.IntVar(&o.fill, "fill", 0, "after the phases, queue this many messages (in batches), then report peak RSS, the longest snapshot stall and a node's restart time (local cluster only)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -244,6 +248,8 @@ func phases(o options, ceiling string) []Result {
 type cluster struct {
 	dir   string
 	procs []*exec.Cmd
+	args  [][]string
+	bin   string
 	apis  []string
 }
 
@@ -256,13 +262,14 @@ func freeAddr() string {
 	return l.Addr().String()
 }
 
-func startCluster(ctx context.Context) (*cluster, error) {
+func startCluster(ctx context.Context, snapCount int) (*cluster, error) {
 	dir, err := os.MkdirTemp("", "raftq-bench-")
 	if err != nil {
 		return nil, err
 	}
 	c := &cluster{dir: dir}
 	bin := filepath.Join(dir, "raftq")
+	c.bin = bin
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/raftq")
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("building raftq (run from the repository): %w\n%s", err, out)
@@ -277,13 +284,16 @@ func startCluster(ctx context.Context) (*cluster, error) {
 		if err != nil {
 			return nil, err
 		}
-		cmd := exec.Command(bin, "--id", strconv.Itoa(i+1), "--cluster", strings.Join(peers, ","),
-			"--api-addr", c.apis[i], "--data-dir", filepath.Join(dir, fmt.Sprintf("node-%d", i+1)), "--log-level", "warn")
+		args := []string{"--id", strconv.Itoa(i + 1), "--cluster", strings.Join(peers, ","),
+			"--api-addr", c.apis[i], "--data-dir", filepath.Join(dir, fmt.Sprintf("node-%d", i+1)),
+			"--snapshot-count", strconv.Itoa(snapCount)}
+		cmd := exec.Command(bin, args...)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
 			return nil, err
 		}
 		c.procs = append(c.procs, cmd)
+		c.args = append(c.args, args)
 		c.apis[i] = "http://" + c.apis[i]
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -316,6 +326,78 @@ func (c *cluster) peakRSS() []float64 {
 	return out
 }
 
+// FillReport is what -fill measured.
+type FillReport struct {
+	Messages       int       `json:"messages"`
+	MsgsPerSec     float64   `json:"msgs_per_sec"`
+	PeakRSSMB      []float64 `json:"peak_rss_mib"`
+	MaxSnapshotMS  float64   `json:"max_snapshot_stall_ms"`
+	RestartServeMS float64   `json:"restart_to_serving_ms"`
+}
+
+// fillAndRestart queues n messages, then kills node 3 and times its
+// restart until it answers a linearizable read.
+func (c *cluster) fillAndRestart(n, batch int, body []byte) (FillReport, error) {
+	msgs := struct {
+		Messages []map[string]string `json:"messages"`
+	}{}
+	for range batch {
+		msgs.Messages = append(msgs.Messages, map[string]string{"body": string(body)})
+	}
+	bb, _ := json.Marshal(msgs)
+	r := run("fill", 16, n, batch, func(cl, i int) (int, error) {
+		_, _, err := post(c.apis[cl%3]+"/queues/fill/batch", bb, http.StatusCreated)
+		return batch, err
+	})
+	rep := FillReport{Messages: r.Messages, MsgsPerSec: r.MsgsPerSec, PeakRSSMB: c.peakRSS()}
+	rep.MaxSnapshotMS = c.maxSnapshotStall()
+	p := c.procs[2]
+	p.Process.Kill()
+	p.Wait()
+	logf, err := os.OpenFile(filepath.Join(c.dir, "node-3.log"), os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return rep, err
+	}
+	cmd := exec.Command(c.bin, c.args[2]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return rep, err
+	}
+	c.procs[2] = cmd
+	for time.Since(start) < 2*time.Minute {
+		if status, _, err := get(c.apis[2] + "/queues"); err == nil && status == http.StatusOK {
+			rep.RestartServeMS = float64(time.Since(start).Milliseconds())
+			return rep, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return rep, errors.New("node 3 did not serve within 2 minutes of its restart")
+}
+
+// maxSnapshotStall is the longest "saved snapshot" took in the logs.
+func (c *cluster) maxSnapshotStall() float64 {
+	worst := 0.0
+	for i := range c.procs {
+		b, _ := os.ReadFile(filepath.Join(c.dir, fmt.Sprintf("node-%d.log", i+1)))
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, "saved snapshot") {
+				continue
+			}
+			// raftq logs durations as seconds: "took": 0.0123
+			_, after, ok := strings.Cut(line, `"took": `)
+			if !ok {
+				continue
+			}
+			secs, err := strconv.ParseFloat(strings.TrimRight(strings.Fields(after)[0], ",}"), 64)
+			if err == nil {
+				worst = max(worst, secs*1000)
+			}
+		}
+	}
+	return worst
+}
+
 func (c *cluster) stop(keep bool) {
 	for _, p := range c.procs {
 		p.Process.Kill()
@@ -337,7 +419,7 @@ func main() {
 	}
 	var c *cluster
 	if len(o.targets) == 0 {
-		if c, err = startCluster(context.Background()); err != nil {
+		if c, err = startCluster(context.Background(), o.snapCount); err != nil {
 			fmt.Fprintln(os.Stderr, "raftq-bench:", err)
 			os.Exit(1)
 		}
@@ -353,14 +435,23 @@ func main() {
 	defer null.Close()
 	results := phases(o, null.URL+"/queues/null")
 	var rss []float64
+	var fill *FillReport
 	if c != nil {
 		rss = c.peakRSS()
+		if o.fill > 0 {
+			f, err := c.fillAndRestart(o.fill, o.batch, bytes.Repeat([]byte("x"), o.size))
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "raftq-bench: fill:", err)
+			}
+			fill = &f
+		}
 	}
 	if o.jsonOut {
 		json.NewEncoder(os.Stdout).Encode(struct {
-			Results   []Result  `json:"results"`
-			PeakRSSMB []float64 `json:"peak_rss_mib,omitempty"`
-		}{results, rss})
+			Results   []Result    `json:"results"`
+			PeakRSSMB []float64   `json:"peak_rss_mib,omitempty"`
+			Fill      *FillReport `json:"fill,omitempty"`
+		}{results, rss, fill})
 		return
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -371,5 +462,9 @@ func main() {
 	tw.Flush()
 	if rss != nil {
 		fmt.Printf("\npeak RSS per node (MiB): %.0f %.0f %.0f\n", rss[0], rss[1], rss[2])
+	}
+	if f := fill; f != nil {
+		fmt.Printf("\nfill: %d messages queued at %.0f msgs/s; peak RSS per node (MiB) %.0f %.0f %.0f; longest snapshot stall of the Ready loop %.1f ms; node 3 restarted and serving after %.0f ms\n",
+			f.Messages, f.MsgsPerSec, f.PeakRSSMB[0], f.PeakRSSMB[1], f.PeakRSSMB[2], f.MaxSnapshotMS, f.RestartServeMS)
 	}
 }
