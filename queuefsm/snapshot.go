@@ -20,56 +20,88 @@ var ErrBadSnapshot = errors.New("queuefsm: malformed snapshot")
 // Snapshot encodes the whole state from its logical content only (queues
 // by name, messages by id, keys in the order they were stored), never from
 // heap layout, so two equal states always encode to equal bytes.
-func (f *FSM) Snapshot() ([]byte, error) {
-	b := []byte{snapshotVersion}
-	b = binary.AppendVarint(b, f.now)
-	b = binary.AppendUvarint(b, uint64(len(f.queues)))
+func (f *FSM) Snapshot() ([]byte, error) { return f.Capture()() }
+
+// Capture copies the state (message records, not their bodies, which
+// never change) and returns a function that encodes the copy exactly as
+// Snapshot would. The copy is O(messages) memory moves; the sorting and
+// encoding, the expensive part, can then run on another goroutine while
+// the state machine goes on.
+func (f *FSM) Capture() func() ([]byte, error) {
+	type capturedQueue struct {
+		name          string
+		lastID        uint64
+		maxDeliveries uint64
+		dlq           string
+		msgs          []msg
+		keys          []keyAt
+		seen          []seenKey
+	}
+	now := f.now
+	qs := make([]capturedQueue, 0, len(f.queues))
 	for _, name := range f.names() {
 		q := f.queues[name]
-		b = appendString(b, name)
-		b = binary.AppendUvarint(b, q.lastID)
-		b = binary.AppendUvarint(b, q.maxDeliveries)
-		b = appendString(b, q.dlq)
-		ids := make([]uint64, 0, len(q.msgs))
-		for id := range q.msgs {
-			ids = append(ids, id)
+		cq := capturedQueue{name: name, lastID: q.lastID, maxDeliveries: q.maxDeliveries, dlq: q.dlq,
+			msgs: make([]msg, 0, len(q.msgs))}
+		for _, m := range q.msgs {
+			cq.msgs = append(cq.msgs, *m)
 		}
-		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-		b = binary.AppendUvarint(b, uint64(len(ids)))
-		for _, id := range ids {
-			m := q.msgs[id]
-			b = binary.AppendUvarint(b, m.id)
-			b = appendString(b, m.contentType)
-			b = appendString(b, string(m.body))
-			b = binary.AppendUvarint(b, m.deliveries)
-			b = append(b, byte(m.state))
-			b = binary.AppendVarint(b, m.at)
-			b = appendString(b, m.token)
-			if m.origin == nil {
-				b = append(b, 0)
-			} else {
-				b = append(b, 1)
-				b = appendString(b, m.origin.Queue)
-				b = binary.AppendUvarint(b, m.origin.ID)
-				b = binary.AppendUvarint(b, m.origin.Deliveries)
-			}
-		}
-		var live []keyAt
 		for _, k := range q.keyOrder {
 			if s, ok := q.keys[k.key]; ok && s.at == k.at {
-				live = append(live, k)
+				cq.keys = append(cq.keys, k)
+				cq.seen = append(cq.seen, s)
 			}
 		}
-		b = binary.AppendUvarint(b, uint64(len(live)))
-		for _, k := range live {
-			s := q.keys[k.key]
-			b = appendString(b, k.key)
-			b = binary.AppendUvarint(b, s.id)
-			b = append(b, s.sum[:]...)
-			b = binary.AppendVarint(b, s.at)
-		}
+		qs = append(qs, cq)
 	}
-	return b, nil
+	return func() ([]byte, error) {
+		size := 64
+		for _, q := range qs {
+			for i := range q.msgs {
+				size += 32 + len(q.msgs[i].body) + len(q.msgs[i].contentType) + len(q.msgs[i].token)
+			}
+		}
+		b := make([]byte, 0, size)
+		b = append(b, snapshotVersion)
+		b = binary.AppendVarint(b, now)
+		b = binary.AppendUvarint(b, uint64(len(qs)))
+		for _, q := range qs {
+			b = appendString(b, q.name)
+			b = binary.AppendUvarint(b, q.lastID)
+			b = binary.AppendUvarint(b, q.maxDeliveries)
+			b = appendString(b, q.dlq)
+			sort.Slice(q.msgs, func(i, j int) bool { return q.msgs[i].id < q.msgs[j].id })
+			b = binary.AppendUvarint(b, uint64(len(q.msgs)))
+			for i := range q.msgs {
+				m := &q.msgs[i]
+				b = binary.AppendUvarint(b, m.id)
+				b = appendString(b, m.contentType)
+				b = binary.AppendUvarint(b, uint64(len(m.body)))
+				b = append(b, m.body...)
+				b = binary.AppendUvarint(b, m.deliveries)
+				b = append(b, byte(m.state))
+				b = binary.AppendVarint(b, m.at)
+				b = appendString(b, m.token)
+				if m.origin == nil {
+					b = append(b, 0)
+				} else {
+					b = append(b, 1)
+					b = appendString(b, m.origin.Queue)
+					b = binary.AppendUvarint(b, m.origin.ID)
+					b = binary.AppendUvarint(b, m.origin.Deliveries)
+				}
+			}
+			b = binary.AppendUvarint(b, uint64(len(q.keys)))
+			for i, k := range q.keys {
+				s := q.seen[i]
+				b = appendString(b, k.key)
+				b = binary.AppendUvarint(b, s.id)
+				b = append(b, s.sum[:]...)
+				b = binary.AppendVarint(b, s.at)
+			}
+		}
+		return b, nil
+	}
 }
 
 // Restore replaces the state with the one encoded in data. On error the

@@ -128,11 +128,16 @@ func encodeSnapshot(ms *membership, smData []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftnode: encode membership: %w", err)
 	}
+	return joinSnapshot(js, smData), nil
+}
+
+// joinSnapshot lays out the payload from encoded membership and state.
+func joinSnapshot(js, smData []byte) []byte {
 	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(js)+len(smData))
 	b = append(b, snapshotVersion)
 	b = binary.AppendUvarint(b, uint64(len(js)))
 	b = append(b, js...)
-	return append(b, smData...), nil
+	return append(b, smData...)
 }
 
 func decodeSnapshot(data []byte) (*membership, []byte, error) {

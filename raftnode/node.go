@@ -47,6 +47,14 @@ var (
 	ErrLeaderChanged = errors.New("raftnode: leader changed before the proposal was applied; outcome unknown")
 )
 
+// Capturer is a StateMachine that can copy its state cheaply on the raft
+// goroutine and encode the copy elsewhere: its snapshots then do not hold
+// up the Ready loop. The returned function must give the bytes Snapshot
+// would have given at the time of the call.
+type Capturer interface {
+	Capture() func() ([]byte, error)
+}
+
 // StateMachine is the replicated state. Its methods are called only from
 // the raft goroutine, with the node's write lock held.
 type StateMachine interface {
@@ -114,6 +122,9 @@ type Node struct {
 	confState     *raftpb.ConfState
 	snapshotIndex uint64
 	removedSelf   bool // this node applied its own removal
+	snapshotting  bool // a snapshot is being written in the background
+	snapDone      chan snapResult
+	snapWG        sync.WaitGroup
 
 	confMu sync.Mutex // one membership change at a time from this node
 }
@@ -137,6 +148,7 @@ func New(cfg Config, store Storage, sm StateMachine) (*Node, error) {
 		reads:     wait.New(),
 		applyWait: wait.NewTimeList(),
 		confState: &raftpb.ConfState{},
+		snapDone:  make(chan snapResult, 1),
 	}
 	id := fmt.Sprint(cfg.ID)
 	n.transport = &rafthttp.Transport{
@@ -181,6 +193,7 @@ func (n *Node) PeerHandler() http.Handler {
 // can no longer make durable promises).
 func (n *Node) Run(ctx context.Context) error {
 	defer close(n.stopped)
+	defer n.snapWG.Wait() // the store must not close under a snapshot write
 	defer n.transport.Stop()
 	joining := n.cfg.Join && !n.store.Existed()
 	if joining {
@@ -236,6 +249,10 @@ func (n *Node) Run(ctx context.Context) error {
 			if lead := n.lead.Load(); handoff != nil && lead != n.cfg.ID && lead != raft.None {
 				n.lg.Info("leadership handed over; stopping")
 				return nil
+			}
+		case r := <-n.snapDone:
+			if err := n.snapshotSaved(r); err != nil {
+				return err
 			}
 		case err := <-n.transport.ErrorC:
 			// rafthttp reports peers answering 410 Gone to this node.

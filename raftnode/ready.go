@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -230,29 +231,68 @@ func (n *Node) restore(snap *raftpb.Snapshot) error {
 // entries and compacts the in-memory log behind it.
 func (n *Node) maybeSnapshot() error {
 	applied := n.applied.Load()
-	if applied-n.snapshotIndex < n.cfg.SnapshotCount {
+	if n.snapshotting || applied-n.snapshotIndex < n.cfg.SnapshotCount {
 		return nil
 	}
 	// Only the raft goroutine writes sm and members, so no lock is needed
-	// to read them here.
+	// to read them here. Capture here (cheap), encode and write elsewhere,
+	// so a deep queue does not stall the Ready loop.
 	start := time.Now()
-	smData, err := n.sm.Snapshot()
+	js, err := json.Marshal(n.members.state())
 	if err != nil {
-		return fmt.Errorf("raftnode: snapshot state machine: %w", err)
+		return fmt.Errorf("raftnode: encode membership: %w", err)
 	}
-	data, err := encodeSnapshot(n.members, smData)
-	if err != nil {
-		return err
+	var encode func() ([]byte, error)
+	if c, ok := n.sm.(Capturer); ok {
+		encode = c.Capture()
+	} else {
+		data, err := n.sm.Snapshot()
+		encode = func() ([]byte, error) { return data, err }
 	}
 	var compactTo uint64
 	if keep := n.cfg.catchUpEntries(); applied > keep {
 		compactTo = applied - keep
 	}
-	if err := n.store.CreateSnapshot(applied, compactTo, n.confState, data); err != nil {
-		return fmt.Errorf("raftnode: save snapshot: %w", err)
+	cs := n.confState // replaced, never mutated, on conf changes
+	stall := time.Since(start)
+	n.snapshotting = true
+	n.snapWG.Add(1)
+	go func() {
+		defer n.snapWG.Done()
+		res := snapResult{index: applied, compactTo: compactTo, stall: stall}
+		smData, err := encode()
+		if err != nil {
+			res.err = fmt.Errorf("raftnode: snapshot state machine: %w", err)
+		} else {
+			data := joinSnapshot(js, smData)
+			res.bytes = len(data)
+			if err := n.store.CreateSnapshot(applied, compactTo, cs, data); err != nil {
+				res.err = fmt.Errorf("raftnode: save snapshot: %w", err)
+			}
+		}
+		res.took = time.Since(start)
+		n.snapDone <- res
+	}()
+	return nil
+}
+
+// snapResult is a background snapshot's outcome, handled by Run.
+type snapResult struct {
+	index, compactTo uint64
+	bytes            int
+	stall, took      time.Duration
+	err              error
+}
+
+// snapshotSaved records a finished background snapshot.
+func (n *Node) snapshotSaved(r snapResult) error {
+	n.snapshotting = false
+	if r.err != nil {
+		return r.err
 	}
-	n.snapshotIndex = applied
-	n.lg.Info("saved snapshot", zap.Uint64("index", applied), zap.Uint64("compacted-to", compactTo), zap.Int("bytes", len(data)),
-		zap.Duration("took", time.Since(start))) // the Ready loop waits this long
+	n.snapshotIndex = max(n.snapshotIndex, r.index)
+	n.lg.Info("saved snapshot", zap.Uint64("index", r.index), zap.Uint64("compacted-to", r.compactTo), zap.Int("bytes", r.bytes),
+		zap.Duration("took", r.stall), // how long the Ready loop waited
+		zap.Duration("in-background", r.took))
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"sync"
 
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
@@ -39,6 +40,10 @@ type Store struct {
 	mem         *raft.MemoryStorage
 	existed     bool
 	snapshot    *raftpb.Snapshot
+	// snapMu orders snapshot writes (our own, which run in the
+	// background, and received ones in Save) and the releases and purges
+	// that follow them. Plain Saves do not take it.
+	snapMu sync.Mutex
 }
 
 // Open opens the data directory of node id, creating it when it does not
@@ -156,6 +161,8 @@ func (s *Store) Snapshot() *raftpb.Snapshot { return s.snapshot }
 func (s *Store) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snapshot *raftpb.Snapshot) error {
 	hasSnap := snapshot != nil && !raft.IsEmptySnap(snapshot)
 	if hasSnap {
+		s.snapMu.Lock()
+		defer s.snapMu.Unlock()
 		if err := s.saveSnapshot(snapshot); err != nil {
 			return err
 		}
@@ -180,9 +187,15 @@ func (s *Store) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snapshot *raftp
 // CreateSnapshot records the state machine's data at applied index idx as
 // a snapshot, makes it durable, and compacts the in-memory log up to
 // compactTo (which callers keep below idx so slow followers can still be
-// sent entries rather than a whole snapshot).
+// sent entries rather than a whole snapshot). It may run on another
+// goroutine than Save.
 func (s *Store) CreateSnapshot(idx, compactTo uint64, cs *raftpb.ConfState, data []byte) error {
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
 	snapshot, err := s.mem.CreateSnapshot(idx, cs, data)
+	if errors.Is(err, raft.ErrSnapOutOfDate) {
+		return nil // a snapshot received from the leader got there first
+	}
 	if err != nil {
 		return fmt.Errorf("wal: create snapshot at %d: %w", idx, err)
 	}
