@@ -246,6 +246,9 @@ func (n *nemesis) crashPoint(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Seen through even if the run ends meanwhile: a node left running
+	// with a failpoint armed would crash later, during the checks.
+	ctx = context.WithoutCancel(ctx)
 	pt := failpoint.All[n.rng.IntN(len(failpoint.All))]
 	hit := 1 + n.rng.IntN(20)
 	if strings.Contains(pt, "Snap") || pt == failpoint.WALAfterRelease {
