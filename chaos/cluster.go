@@ -293,15 +293,7 @@ func (c *Cluster) Running(id uint64) bool {
 	n := c.Node(id)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cmd == nil {
-		return false
-	}
-	select {
-	case <-n.exited:
-		return false
-	default:
-		return true
-	}
+	return n.alive()
 }
 
 // Kill sends SIGKILL to node id and waits until it is gone.

@@ -32,3 +32,28 @@ func TestBatchAndPopMany(t *testing.T) {
 		t.Fatalf("oversized batch = %v", res)
 	}
 }
+
+func TestQueueOf(t *testing.T) {
+	for _, c := range []struct {
+		cmd   []byte
+		queue string
+		tick  bool
+	}{
+		{Command{Op: OpLease, Time: 5, Queue: "jobs", TTL: 1}.Encode(), "jobs", false},
+		{Command{Op: OpTick, Time: 5}.Encode(), "", true},
+		{encodeV1ForTest("old", "x"), "old", false},
+		{[]byte{9, 9}, "", false},
+	} {
+		if q, tick := QueueOf(c.cmd); q != c.queue || tick != c.tick {
+			t.Errorf("QueueOf(% x) = %q %v, want %q %v", c.cmd, q, tick, c.queue, c.tick)
+		}
+	}
+}
+
+// encodeV1ForTest writes the first command format.
+func encodeV1ForTest(queue, body string) []byte {
+	b := []byte{commandV1, byte(OpEnqueue)}
+	b = appendString(b, queue)
+	b = appendString(b, "")
+	return append(b, body...)
+}

@@ -203,11 +203,16 @@ func readString(b []byte) (string, []byte, error) {
 }
 
 // QueueOf reads the queue a command is about, and whether it is a tick,
-// without decoding the rest.
+// from its header only (it runs beside Apply on every entry).
 func QueueOf(cmd []byte) (queue string, tick bool) {
-	c, err := DecodeCommand(cmd)
-	if err != nil {
+	if len(cmd) < 2 {
 		return "", false
 	}
-	return c.Queue, c.Op == OpTick
+	r := &reader{b: cmd[2:]}
+	if cmd[0] == commandVersion {
+		r.varint() // time
+	} else if cmd[0] != commandV1 {
+		return "", false
+	}
+	return r.string(), cmd[0] == commandVersion && Op(cmd[1]) == OpTick
 }
