@@ -62,10 +62,7 @@ func Check(all []Op, timeout time.Duration) *Report {
 	unknownPops := map[string]int{}
 	for _, op := range ops {
 		r.Counts[op.Kind+"/"+string(op.Outcome)]++
-		if op.Outcome == Fail && strings.HasPrefix(op.Detail, "unexpected status") {
-			r.ClientErrors++
-			r.problem("client %d %s %s on node %d: %s", op.Client, op.Kind, op.Queue, op.Node, op.Detail)
-		}
+		r.clientError(op)
 		switch op.Kind {
 		case "enqueue":
 			enq[op.Value] = op
@@ -254,6 +251,14 @@ func (r *Report) Visualize(path string) error {
 	return porcupine.VisualizePath(r.linearizationModel, r.linearizationInfo, path)
 }
 
+// clientError flags an answer a correct server never gives here.
+func (r *Report) clientError(op Op) {
+	if op.Outcome == Fail && strings.HasPrefix(op.Detail, "unexpected status") {
+		r.ClientErrors++
+		r.problem("client %d %s %s on node %d: %s", op.Client, op.Kind, op.Queue, op.Node, op.Detail)
+	}
+}
+
 // checkLeases checks the lease queue, where messages leave only by ack and
 // an unacked lease comes back: every acknowledged enqueue is delivered
 // (no excuse: a lease whose answer was lost expires and is redelivered),
@@ -274,10 +279,7 @@ func (r *Report) checkLeases(ops []Op) {
 		case op.Kind == "ack":
 			acks[op.MsgID] = append(acks[op.MsgID], op)
 		}
-		if op.Outcome == Fail && strings.HasPrefix(op.Detail, "unexpected status") {
-			r.ClientErrors++
-			r.problem("client %d %s %s on node %d: %s", op.Client, op.Kind, op.Queue, op.Node, op.Detail)
-		}
+		r.clientError(op)
 	}
 	for v, op := range sent {
 		if op.Outcome == OK && len(deliveries[v]) == 0 {

@@ -112,37 +112,17 @@ func (n *nemesis) inject(ctx context.Context, fault string) error {
 	n.lg.Info("fault", zap.String("name", fault))
 	switch fault {
 	case KillLeader, KillFollower:
-		id, err := n.pick(ctx, fault == KillLeader)
-		if err != nil {
-			return err
-		}
-		if err := n.c.Kill(id); err != nil {
-			return err
-		}
-		n.sleep(ctx, n.hold)
-		return n.c.Start(ctx, id)
+		return n.onNode(ctx, fault == KillLeader, n.c.Kill, func(id uint64) error { return n.c.Start(ctx, id) })
 	case PauseLeader, PauseFollower:
-		id, err := n.pick(ctx, fault == PauseLeader)
-		if err != nil {
-			return err
-		}
-		if err := n.c.Pause(id); err != nil {
-			return err
-		}
-		n.sleep(ctx, n.hold)
-		return n.c.Resume(id)
+		return n.onNode(ctx, fault == PauseLeader, n.c.Pause, n.c.Resume)
 	case IsolateLeader, IsolateNode:
-		id, err := n.pick(ctx, fault == IsolateLeader)
-		if err != nil {
-			return err
-		}
-		n.isolate(id)
-		if fault == IsolateLeader {
-			n.checkStepsDown(ctx, id)
-		}
-		n.sleep(ctx, n.hold)
-		n.c.Net.Heal()
-		return nil
+		return n.onNode(ctx, fault == IsolateLeader, func(id uint64) error {
+			n.isolate(id)
+			if fault == IsolateLeader {
+				n.checkStepsDown(ctx, id)
+			}
+			return nil
+		}, func(uint64) error { n.c.Net.Heal(); return nil })
 	case PartitionHalf:
 		ids := n.ids()
 		n.rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
@@ -194,6 +174,20 @@ func (n *nemesis) inject(ctx context.Context, fault string) error {
 		return n.churn(ctx)
 	}
 	return fmt.Errorf("chaos: unknown fault %q", fault)
+}
+
+// onNode picks the leader or a follower, applies a fault to it, holds,
+// and undoes it.
+func (n *nemesis) onNode(ctx context.Context, leader bool, do, undo func(id uint64) error) error {
+	id, err := n.pick(ctx, leader)
+	if err != nil {
+		return err
+	}
+	if err := do(id); err != nil {
+		return err
+	}
+	n.sleep(ctx, n.hold)
+	return undo(id)
 }
 
 func contains(ids []uint64, id uint64) bool {

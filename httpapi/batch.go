@@ -101,24 +101,12 @@ func (a *api) popMany(w http.ResponseWriter, r *http.Request, queue, maxParam st
 		return
 	}
 	var ms []Message
-	var pos LogPosition
-	wait, err := duration(r.URL.Query().Get("wait"), "wait", 0, 0, MaxWait)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	err = a.longPoll(r, queue, wait, func(ctx context.Context) (bool, error) {
+	if !a.takeWithWait(w, r, queue, func(ctx context.Context) (bool, LogPosition, error) {
+		var pos LogPosition
 		var err error
 		ms, pos, err = a.q.PopMany(ctx, queue, n)
-		return len(ms) > 0, err
-	})
-	if err != nil {
-		a.failWrite(w, err)
-		return
-	}
-	setPosition(w, pos)
-	if len(ms) == 0 {
-		w.WriteHeader(http.StatusNoContent)
+		return len(ms) > 0, pos, err
+	}) {
 		return
 	}
 	out := make([]BatchMessage, len(ms))

@@ -86,32 +86,44 @@ func (a *api) lease(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
+	var l Lease
+	if a.takeWithWait(w, r, queue, func(ctx context.Context) (found bool, pos LogPosition, err error) {
+		l, found, pos, err = a.q.Lease(ctx, queue, ttl)
+		return found, pos, err
+	}) {
+		w.Header().Set("Lease-Token", l.Token)
+		w.Header().Set("Lease-Expires", l.Expires.UTC().Format(time.RFC3339Nano))
+		writeMessage(w, l.Message)
+	}
+}
+
+// takeWithWait runs a write that takes messages (a pop or a lease),
+// long-polling per ?wait= while nothing is ready. It answers errors and
+// 204 itself and sets the log position; true means the caller writes what
+// was found.
+func (a *api) takeWithWait(w http.ResponseWriter, r *http.Request, queue string, take func(context.Context) (bool, LogPosition, error)) bool {
 	wait, err := duration(r.URL.Query().Get("wait"), "wait", 0, 0, MaxWait)
 	if err != nil {
 		a.fail(w, err)
-		return
+		return false
 	}
-	var l Lease
 	var found bool
 	var pos LogPosition
 	err = a.longPoll(r, queue, wait, func(ctx context.Context) (bool, error) {
 		var err error
-		l, found, pos, err = a.q.Lease(ctx, queue, ttl)
+		found, pos, err = take(ctx)
 		return found, err
 	})
 	if err != nil {
 		a.failWrite(w, err)
-		return
+		return false
 	}
 	failpoint.Inject(failpoint.APIBeforeRespond)
 	setPosition(w, pos)
 	if !found {
 		w.WriteHeader(http.StatusNoContent)
-		return
 	}
-	w.Header().Set("Lease-Token", l.Token)
-	w.Header().Set("Lease-Expires", l.Expires.UTC().Format(time.RFC3339Nano))
-	writeMessage(w, l.Message)
+	return found
 }
 
 // writeMessage answers 200 with a message's bytes and headers.

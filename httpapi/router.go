@@ -91,10 +91,6 @@ func (a *api) enqueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	opts := EnqueueOptions{IdempotencyKey: r.Header.Get("Idempotency-Key")}
-	if _, ok := r.Header["Idempotency-Key"]; ok && !validKey(opts.IdempotencyKey) {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("Idempotency-Key must be 1 to %d printable ASCII characters", MaxIdempotencyKeyLen))
-		return
-	}
 	var err error
 	if opts.Delay, err = duration(r.Header.Get("Delay"), "Delay", 0, 0, MaxDelay); err != nil {
 		a.fail(w, err)
@@ -125,21 +121,6 @@ func (a *api) enqueue(w http.ResponseWriter, r *http.Request) {
 	}{queue, res.ID})
 }
 
-// MaxIdempotencyKeyLen is the longest Idempotency-Key accepted.
-const MaxIdempotencyKeyLen = 128
-
-func validKey(k string) bool {
-	if len(k) == 0 || len(k) > MaxIdempotencyKeyLen {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		if k[i] < 0x20 || k[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
 // readBody reads at most MaxMessageBytes, answering 413 past that whether
 // or not the client sent Content-Length.
 func (a *api) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
@@ -167,30 +148,13 @@ func (a *api) dequeue(w http.ResponseWriter, r *http.Request) {
 		a.popMany(w, r, queue, max)
 		return
 	}
-	wait, err := duration(r.URL.Query().Get("wait"), "wait", 0, 0, MaxWait)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
 	var m Message
-	var found bool
-	var pos LogPosition
-	err = a.longPoll(r, queue, wait, func(ctx context.Context) (bool, error) {
-		var err error
+	if a.takeWithWait(w, r, queue, func(ctx context.Context) (found bool, pos LogPosition, err error) {
 		m, found, pos, err = a.q.Dequeue(ctx, queue)
-		return found, err
-	})
-	if err != nil {
-		a.failWrite(w, err)
-		return
+		return found, pos, err
+	}) {
+		writeMessage(w, m) // the message is already removed: at-most-once pop
 	}
-	failpoint.Inject(failpoint.APIBeforeRespond)
-	setPosition(w, pos)
-	if !found {
-		w.WriteHeader(http.StatusNoContent)
-		return
-	}
-	writeMessage(w, m) // the message is already removed: at-most-once pop
 }
 
 func (a *api) listQueues(w http.ResponseWriter, r *http.Request) {

@@ -151,6 +151,15 @@ func New() *FSM {
 // Now is the state machine's clock (Unix ms).
 func (f *FSM) Now() int64 { return f.now }
 
+// DeadLetterQueue is where queue moves messages delivered too often ("" if
+// none), i.e. the other queue that taking from queue can change.
+func (f *FSM) DeadLetterQueue(queue string) string {
+	if q := f.queues[queue]; q != nil {
+		return q.dlq
+	}
+	return ""
+}
+
 // HasTimers reports whether a lease or a delay is pending, i.e. whether
 // the clock must keep moving for the state to progress.
 func (f *FSM) HasTimers() bool {

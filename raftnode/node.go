@@ -328,10 +328,15 @@ func (n *Node) startRaft() raft.Node {
 // entry is applied on this node. Errors: ErrNoLeader (definitely not
 // applied), ErrTimeout (unknown outcome), ErrStopped.
 func (n *Node) Propose(ctx context.Context, cmd []byte) (Applied, error) {
+	return n.proposeAs(ctx, n.ids.Next(), cmd)
+}
+
+// proposeAs proposes cmd under request id (a state-machine id from n.ids,
+// or an internal one) and waits for it to be applied here.
+func (n *Node) proposeAs(ctx context.Context, id uint64, cmd []byte) (Applied, error) {
 	if err := n.waitStarted(ctx); err != nil {
 		return Applied{}, err
 	}
-	id := n.ids.Next()
 	data := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(cmd)), id)
 	data = append(data, cmd...)
 	ch := n.proposals.Register(id)

@@ -2,7 +2,6 @@ package raftnode
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -101,12 +100,7 @@ func (n *Node) publishAPIURL(ctx context.Context) {
 		if m != nil && n.lead.Load() != raft.None {
 			data, _ := json.Marshal(internalCommand{Publish: &publish{ID: n.cfg.ID, APIURL: n.cfg.APIURL}})
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			id := internalID()
-			env := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(data)), id)
-			ch := n.proposals.Register(id)
-			if err := n.proposeUntilAccepted(pctx, func() error { return n.raft.Propose(pctx, append(env, data...)) }); err != nil {
-				n.proposals.Trigger(id, nil)
-			} else if _, err := n.await(pctx, id, ch); err == nil {
+			if _, err := n.proposeAs(pctx, internalID(), data); err == nil {
 				n.lg.Info("published API URL", zap.String("api-url", n.cfg.APIURL))
 			}
 			cancel()

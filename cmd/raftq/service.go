@@ -37,6 +37,11 @@ func (s *service) propose(ctx context.Context, c queuefsm.Command) (raftnode.App
 }
 
 func (s *service) Enqueue(ctx context.Context, queue, contentType string, body []byte, opts httpapi.EnqueueOptions) (httpapi.Enqueued, httpapi.LogPosition, error) {
+	if opts.IdempotencyKey != "" {
+		if err := queuefsm.ValidateIdempotencyKey(opts.IdempotencyKey); err != nil {
+			return httpapi.Enqueued{}, httpapi.LogPosition{}, fmt.Errorf("%w: %w", httpapi.ErrInvalid, err)
+		}
+	}
 	a, err := s.propose(ctx, queuefsm.Command{Op: queuefsm.OpEnqueue, Queue: queue, ContentType: contentType,
 		IdempotencyKey: opts.IdempotencyKey, Delay: opts.Delay.Milliseconds(), Body: body})
 	if err != nil {
@@ -311,7 +316,8 @@ func (s *service) LocalState() (httpapi.LocalState, error) {
 }
 
 // notifyingFSM is the queue state machine plus a change signal per queue,
-// fired after each applied command, for long polls. Apply runs on the
+// fired after each applied command on that queue (or its dead-letter
+// queue; every queue on a tick), for long polls. Apply runs on the
 // raft goroutine with the node's write lock held.
 type notifyingFSM struct {
 	*queuefsm.FSM
@@ -328,20 +334,28 @@ func (f *notifyingFSM) Apply(index uint64, cmd []byte) any {
 	queue, tick := queuefsm.QueueOf(cmd)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for q, ch := range f.waiters {
-		if tick || q == queue || res != nil && isDeadLetterable(res) {
-			close(ch)
-			delete(f.waiters, q)
-		}
+	if tick { // expiries anywhere
+		f.wakeAll()
+		return res
+	}
+	f.wake(queue)
+	if dlq := f.DeadLetterQueue(queue); dlq != "" { // taking may dead-letter
+		f.wake(dlq)
 	}
 	return res
 }
 
-// isDeadLetterable: a lease can move a message to another queue (its
-// dead-letter queue), so it wakes every waiter.
-func isDeadLetterable(res any) bool {
-	_, ok := res.(queuefsm.DequeueResult)
-	return ok
+func (f *notifyingFSM) wake(queue string) {
+	if ch := f.waiters[queue]; ch != nil {
+		close(ch)
+		delete(f.waiters, queue)
+	}
+}
+
+func (f *notifyingFSM) wakeAll() {
+	for q := range f.waiters {
+		f.wake(q)
+	}
 }
 
 // Restore wakes everyone: any queue may have changed.
@@ -349,10 +363,7 @@ func (f *notifyingFSM) Restore(data []byte) error {
 	err := f.FSM.Restore(data)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for q, ch := range f.waiters {
-		close(ch)
-		delete(f.waiters, q)
-	}
+	f.wakeAll()
 	return err
 }
 
