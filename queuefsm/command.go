@@ -148,7 +148,7 @@ func DecodeCommand(cmd []byte) (Command, error) {
 		}
 		c.Items = make([]BatchItem, 0, n)
 		for ; n > 0 && r.err == nil; n-- {
-			c.Items = append(c.Items, BatchItem{ContentType: r.string(), Body: []byte(r.string())})
+			c.Items = append(c.Items, BatchItem{ContentType: r.string(), Body: r.copied()})
 		}
 	case OpPopMany:
 		c.Max = r.uvarint()
@@ -215,4 +215,91 @@ func QueueOf(cmd []byte) (queue string, tick bool) {
 		return "", false
 	}
 	return r.string(), cmd[0] == commandVersion && Op(cmd[1]) == OpTick
+}
+
+// reader decodes fields, remembering the first error.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) byte() byte {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.b) == 0 {
+		r.err = errors.New("truncated")
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *reader) bytes(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if len(r.b) < n {
+		r.err = errors.New("truncated")
+		return nil
+	}
+	out := r.b[:n]
+	r.b = r.b[n:]
+	return out
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, k := binary.Uvarint(r.b)
+	if k <= 0 {
+		r.err = errors.New("bad varint")
+		return 0
+	}
+	r.b = r.b[k:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, k := binary.Varint(r.b)
+	if k <= 0 {
+		r.err = errors.New("bad varint")
+		return 0
+	}
+	r.b = r.b[k:]
+	return v
+}
+
+func (r *reader) string() string {
+	if r.err != nil {
+		return ""
+	}
+	s, rest, err := readString(r.b)
+	if err != nil {
+		r.err = err
+		return ""
+	}
+	r.b = rest
+	return s
+}
+
+// copied reads a length-prefixed byte string into a new slice.
+func (r *reader) copied() []byte {
+	if r.err != nil {
+		return nil
+	}
+	n, k := binary.Uvarint(r.b)
+	if k <= 0 || n > uint64(len(r.b)-k) {
+		r.err = errors.New("bad byte string length")
+		return nil
+	}
+	end := k + int(n)
+	out := append([]byte(nil), r.b[k:end]...)
+	r.b = r.b[end:]
+	return out
 }

@@ -141,11 +141,38 @@ type QueueInfo struct {
 type FSM struct {
 	queues map[string]*queue
 	now    int64 // the largest (clamped) time applied, Unix ms
+	// gen counts captures; records older than the last one are copied
+	// before they change (see Capture).
+	gen uint64
+	// contentTypes shares the strings of common content types among
+	// messages (a few dozen bytes each, a million times over).
+	contentTypes map[string]string
 }
 
 // New returns an empty state machine.
 func New() *FSM {
-	return &FSM{queues: make(map[string]*queue)}
+	return &FSM{queues: make(map[string]*queue), contentTypes: make(map[string]string)}
+}
+
+// maxInterned bounds the content types shared; others are kept per message.
+const maxInterned = 256
+
+// intern returns the shared copy of content type ct.
+func (f *FSM) intern(ct string) string {
+	if f.contentTypes == nil {
+		f.contentTypes = make(map[string]string)
+	}
+	return internIn(f.contentTypes, ct)
+}
+
+func internIn(m map[string]string, s string) string {
+	if v, ok := m[s]; ok {
+		return v
+	}
+	if len(m) < maxInterned {
+		m[s] = s
+	}
+	return s
 }
 
 // Now is the state machine's clock (Unix ms).
@@ -208,8 +235,8 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 		ids := make([]uint64, len(c.Items))
 		for i, it := range c.Items {
 			q.lastID++
-			m := &msg{id: q.lastID, contentType: it.ContentType, body: it.Body}
-			q.msgs[m.id] = m
+			m := &msg{id: q.lastID, contentType: f.intern(it.ContentType), body: it.Body, gen: f.gen}
+			q.msgs.add(m)
 			q.makeReady(m, 0, 0)
 			ids[i] = m.id
 		}
@@ -263,6 +290,7 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 		if m == nil {
 			return DequeueResult{}
 		}
+		m = q.own(f, m)
 		m.deliveries++
 		m.state, m.at = stateLeased, f.now+c.TTL
 		m.token = strconv.FormatUint(index, 36) + "." + strconv.FormatUint(m.id, 36)
@@ -280,9 +308,10 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 		return Done{}
 	case OpRelease:
 		q.leasedN--
-		q.makeReady(m, f.now+c.Delay, f.now)
+		q.makeReady(q.own(f, m), f.now+c.Delay, f.now)
 		return Done{}
 	default: // OpExtend
+		m = q.own(f, m)
 		m.at = f.now + c.TTL
 		heap.Push(&q.timers, timer{at: m.at, id: m.id})
 		return LeaseResult{Expires: m.at}
@@ -327,8 +356,8 @@ func (f *FSM) enqueue(c Command) any {
 		}
 	}
 	q.lastID++
-	m := &msg{id: q.lastID, contentType: c.ContentType, body: append([]byte(nil), c.Body...)}
-	q.msgs[m.id] = m
+	m := &msg{id: q.lastID, contentType: f.intern(c.ContentType), body: append([]byte(nil), c.Body...), gen: f.gen}
+	q.msgs.add(m)
 	q.makeReady(m, f.now+c.Delay, f.now)
 	if c.IdempotencyKey != "" {
 		q.remember(c.IdempotencyKey, m.id, sum, f.now)
@@ -340,7 +369,7 @@ func (f *FSM) enqueue(c Command) any {
 func (f *FSM) expire(q *queue) {
 	for len(q.timers) > 0 && q.timers[0].at <= f.now {
 		t := heap.Pop(&q.timers).(timer)
-		m := q.msgs[t.id]
+		m := q.msgs.get(t.id)
 		if m == nil || m.at != t.at || m.state == stateReady {
 			continue // stale: acked, extended or released since
 		}
@@ -349,6 +378,7 @@ func (f *FSM) expire(q *queue) {
 		} else {
 			q.delayedN--
 		}
+		m = q.own(f, m)
 		m.token = ""
 		m.state = stateReady
 		heap.Push(&q.ready, m.id)
@@ -361,7 +391,7 @@ func (f *FSM) Queues() []QueueInfo {
 	out := make([]QueueInfo, 0, len(f.queues))
 	for _, name := range f.names() {
 		q := f.queues[name]
-		out = append(out, QueueInfo{Name: name, Depth: len(q.msgs) - q.leasedN - q.delayedN, Leased: q.leasedN, Delayed: q.delayedN})
+		out = append(out, QueueInfo{Name: name, Depth: q.msgs.len() - q.leasedN - q.delayedN, Leased: q.leasedN, Delayed: q.delayedN})
 	}
 	return out
 }

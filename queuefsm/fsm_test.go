@@ -218,7 +218,7 @@ func TestLongQueueDrains(t *testing.T) {
 			enqueue(t, f, "other", "x")
 		}
 	}
-	if q := f.queues["q"]; len(q.msgs) != 0 || len(q.ready) != 0 {
-		t.Fatalf("drained queue still holds %d messages, %d ready ids", len(q.msgs), len(q.ready))
+	if q := f.queues["q"]; q.msgs.len() != 0 || len(q.ready) != 0 {
+		t.Fatalf("drained queue still holds %d messages, %d ready ids", q.msgs.len(), len(q.ready))
 	}
 }

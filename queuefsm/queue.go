@@ -23,6 +23,19 @@ type msg struct {
 	state       msgState
 	at          int64  // leased: lease expiry; delayed: when it becomes ready
 	token       string // leased: the lease's token
+	gen         uint64 // the FSM's gen when this record was made
+}
+
+// own returns m fit to be changed. A record made before the last Capture
+// may be held by that capture's view, so it is replaced by a copy, once.
+func (q *queue) own(f *FSM, m *msg) *msg {
+	if m.gen == f.gen {
+		return m
+	}
+	c := *m
+	c.gen = f.gen
+	q.msgs.replace(&c)
+	return &c
 }
 
 func (m *msg) public() Message {
@@ -37,7 +50,7 @@ func (m *msg) public() Message {
 type queue struct {
 	name     string
 	lastID   uint64 // highest id ever assigned; ids are never reused
-	msgs     map[uint64]*msg
+	msgs     msgTable
 	ready    idHeap
 	timers   timerHeap
 	leasedN  int
@@ -62,10 +75,11 @@ type keyAt struct {
 }
 
 func newQueue(name string) *queue {
-	return &queue{name: name, msgs: map[uint64]*msg{}, keys: map[string]seenKey{}}
+	return &queue{name: name, keys: map[string]seenKey{}}
 }
 
-// makeReady puts m in line: at once, or when readyAt comes.
+// makeReady puts m in line: at once, or when readyAt comes. m must be
+// owned (see own).
 func (q *queue) makeReady(m *msg, readyAt, now int64) {
 	m.token = ""
 	if readyAt > now {
@@ -83,7 +97,7 @@ func (q *queue) makeReady(m *msg, readyAt, now int64) {
 // dead-letter queue. Nil when nothing is ready.
 func (q *queue) nextReady(f *FSM) *msg {
 	for len(q.ready) > 0 {
-		m := q.msgs[heap.Pop(&q.ready).(uint64)]
+		m := q.msgs.get(heap.Pop(&q.ready).(uint64))
 		if m == nil || m.state != stateReady {
 			continue
 		}
@@ -99,15 +113,15 @@ func (q *queue) nextReady(f *FSM) *msg {
 // deadLetter moves m to the dead-letter queue (or drops it if none is set)
 // with its history.
 func (q *queue) deadLetter(f *FSM, m *msg) {
-	delete(q.msgs, m.id)
+	q.msgs.remove(m.id)
 	if q.dlq == "" {
 		return
 	}
 	d := f.queue(q.dlq)
 	d.lastID++
 	origin := &Origin{Queue: q.name, ID: m.id, Deliveries: m.deliveries}
-	dm := &msg{id: d.lastID, contentType: m.contentType, body: m.body, origin: origin}
-	d.msgs[dm.id] = dm
+	dm := &msg{id: d.lastID, contentType: m.contentType, body: m.body, origin: origin, gen: f.gen}
+	d.msgs.add(dm)
 	d.makeReady(dm, 0, 0)
 }
 
@@ -116,12 +130,12 @@ func (q *queue) remove(m *msg) {
 	if m.state == stateLeased {
 		q.leasedN--
 	}
-	delete(q.msgs, m.id)
+	q.msgs.remove(m.id)
 }
 
 // leased returns message id if token holds its lease.
 func (q *queue) leased(id uint64, token string) (*msg, error) {
-	m := q.msgs[id]
+	m := q.msgs.get(id)
 	if m == nil {
 		return nil, fmt.Errorf("%w: %d", ErrNoMessage, id)
 	}

@@ -1,11 +1,15 @@
 package queuefsm
 
 import (
+	"bufio"
+	"bytes"
+	"cmp"
 	"container/heap"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sort"
+	"io"
+	"slices"
 )
 
 // Snapshot versions. Version 1 (ready messages only) is still restored.
@@ -14,26 +18,37 @@ const (
 	snapshotVersion = 2
 )
 
+// maxSnapshotField bounds one length-prefixed field read from a snapshot,
+// so a damaged length cannot ask for an absurd allocation.
+const maxSnapshotField = 1 << 30
+
 // ErrBadSnapshot reports snapshot bytes that cannot be restored.
 var ErrBadSnapshot = errors.New("queuefsm: malformed snapshot")
 
-// Snapshot encodes the whole state from its logical content only (queues
-// by name, messages by id, keys in the order they were stored), never from
-// heap layout, so two equal states always encode to equal bytes.
-func (f *FSM) Snapshot() ([]byte, error) { return f.Capture()() }
+// Snapshot encodes the whole state in memory; see Capture. Tests and small
+// states use it; a node streams its snapshots through Capture instead.
+func (f *FSM) Snapshot() ([]byte, error) {
+	var b bytes.Buffer
+	err := f.Capture()(&b)
+	return b.Bytes(), err
+}
 
-// Capture copies the state (message records, not their bodies, which
-// never change) and returns a function that encodes the copy exactly as
-// Snapshot would. The copy is O(messages) memory moves; the sorting and
-// encoding, the expensive part, can then run on another goroutine while
-// the state machine goes on.
-func (f *FSM) Capture() func() ([]byte, error) {
+// Capture takes a consistent view of the state and returns a function that
+// writes it to w, which may run on another goroutine while Apply goes on.
+//
+// The view costs one pointer per message: message records are copied on
+// write (see queue.own), so a record the view holds never changes after
+// this call, and bodies never change at all. The encoding uses logical
+// content only (queues by name, messages by id, keys in the order they
+// were stored), never heap layout, so equal states give equal bytes.
+func (f *FSM) Capture() func(io.Writer) error {
 	type capturedQueue struct {
 		name          string
 		lastID        uint64
 		maxDeliveries uint64
 		dlq           string
-		msgs          []msg
+		msgs          []slot // in id order
+		n             int
 		keys          []keyAt
 		seen          []seenKey
 	}
@@ -42,10 +57,7 @@ func (f *FSM) Capture() func() ([]byte, error) {
 	for _, name := range f.names() {
 		q := f.queues[name]
 		cq := capturedQueue{name: name, lastID: q.lastID, maxDeliveries: q.maxDeliveries, dlq: q.dlq,
-			msgs: make([]msg, 0, len(q.msgs))}
-		for _, m := range q.msgs {
-			cq.msgs = append(cq.msgs, *m)
-		}
+			msgs: q.msgs.view(), n: q.msgs.len()}
 		for _, k := range q.keyOrder {
 			if s, ok := q.keys[k.key]; ok && s.at == k.at {
 				cq.keys = append(cq.keys, k)
@@ -54,68 +66,77 @@ func (f *FSM) Capture() func() ([]byte, error) {
 		}
 		qs = append(qs, cq)
 	}
-	return func() ([]byte, error) {
-		size := 64
+	f.gen++ // every record the view holds is now copied before a change
+	return func(w io.Writer) error {
+		e := encoder{w: bufio.NewWriterSize(w, 256<<10)}
+		e.byte(snapshotVersion)
+		e.varint(now)
+		e.uvarint(uint64(len(qs)))
 		for _, q := range qs {
-			for i := range q.msgs {
-				size += 32 + len(q.msgs[i].body) + len(q.msgs[i].contentType) + len(q.msgs[i].token)
-			}
-		}
-		b := make([]byte, 0, size)
-		b = append(b, snapshotVersion)
-		b = binary.AppendVarint(b, now)
-		b = binary.AppendUvarint(b, uint64(len(qs)))
-		for _, q := range qs {
-			b = appendString(b, q.name)
-			b = binary.AppendUvarint(b, q.lastID)
-			b = binary.AppendUvarint(b, q.maxDeliveries)
-			b = appendString(b, q.dlq)
-			sort.Slice(q.msgs, func(i, j int) bool { return q.msgs[i].id < q.msgs[j].id })
-			b = binary.AppendUvarint(b, uint64(len(q.msgs)))
-			for i := range q.msgs {
-				m := &q.msgs[i]
-				b = binary.AppendUvarint(b, m.id)
-				b = appendString(b, m.contentType)
-				b = binary.AppendUvarint(b, uint64(len(m.body)))
-				b = append(b, m.body...)
-				b = binary.AppendUvarint(b, m.deliveries)
-				b = append(b, byte(m.state))
-				b = binary.AppendVarint(b, m.at)
-				b = appendString(b, m.token)
+			e.string(q.name)
+			e.uvarint(q.lastID)
+			e.uvarint(q.maxDeliveries)
+			e.string(q.dlq)
+			e.uvarint(uint64(q.n))
+			for _, s := range q.msgs {
+				m := s.m
+				if m == nil {
+					continue
+				}
+				e.uvarint(m.id)
+				e.string(m.contentType)
+				e.uvarint(uint64(len(m.body)))
+				e.raw(m.body)
+				e.uvarint(m.deliveries)
+				e.byte(byte(m.state))
+				e.varint(m.at)
+				e.string(m.token)
 				if m.origin == nil {
-					b = append(b, 0)
+					e.byte(0)
 				} else {
-					b = append(b, 1)
-					b = appendString(b, m.origin.Queue)
-					b = binary.AppendUvarint(b, m.origin.ID)
-					b = binary.AppendUvarint(b, m.origin.Deliveries)
+					e.byte(1)
+					e.string(m.origin.Queue)
+					e.uvarint(m.origin.ID)
+					e.uvarint(m.origin.Deliveries)
 				}
 			}
-			b = binary.AppendUvarint(b, uint64(len(q.keys)))
+			e.uvarint(uint64(len(q.keys)))
 			for i, k := range q.keys {
 				s := q.seen[i]
-				b = appendString(b, k.key)
-				b = binary.AppendUvarint(b, s.id)
-				b = append(b, s.sum[:]...)
-				b = binary.AppendVarint(b, s.at)
+				e.string(k.key)
+				e.uvarint(s.id)
+				e.raw(s.sum[:])
+				e.varint(s.at)
 			}
 		}
-		return b, nil
+		if e.err != nil {
+			return fmt.Errorf("queuefsm: write snapshot: %w", e.err)
+		}
+		if err := e.w.Flush(); err != nil {
+			return fmt.Errorf("queuefsm: write snapshot: %w", err)
+		}
+		return nil
 	}
 }
 
 // Restore replaces the state with the one encoded in data. On error the
 // state is unchanged.
-func (f *FSM) Restore(data []byte) error {
-	r := reader{b: data}
+func (f *FSM) Restore(data []byte) error { return f.RestoreFrom(bytes.NewReader(data)) }
+
+// RestoreFrom replaces the state with the one r yields, reading r to its
+// end: trailing bytes, or an error from r at its end, fail the restore. On
+// error the state is unchanged.
+func (f *FSM) RestoreFrom(src io.Reader) error {
+	r := decoder{r: bufio.NewReaderSize(src, 256<<10)}
 	version := r.byte()
-	if version != snapshotV1 && version != snapshotVersion {
+	if r.err == nil && version != snapshotV1 && version != snapshotVersion {
 		return fmt.Errorf("%w: version %d", ErrBadSnapshot, version)
 	}
 	var now int64
 	if version == snapshotVersion {
 		now = r.varint()
 	}
+	interned := make(map[string]string)
 	queues := make(map[string]*queue)
 	for n := r.uvarint(); n > 0 && r.err == nil; n-- {
 		q := newQueue(r.string())
@@ -123,33 +144,44 @@ func (f *FSM) Restore(data []byte) error {
 		if version == snapshotVersion {
 			q.maxDeliveries, q.dlq = r.uvarint(), r.string()
 		}
-		count := r.uvarint()
-		if count > uint64(len(r.b)) { // each message takes at least one byte
-			return fmt.Errorf("%w: queue %q claims %d messages", ErrBadSnapshot, q.name, count)
-		}
-		for ; count > 0 && r.err == nil; count-- {
-			m := &msg{id: r.uvarint(), contentType: r.string(), body: []byte(r.string())}
+		var ms []*msg
+		for count := r.uvarint(); count > 0 && r.err == nil; count-- {
+			m := &msg{id: r.uvarint(), contentType: internIn(interned, r.string()), body: r.bytes(), gen: f.gen}
 			if version == snapshotVersion {
 				m.deliveries, m.state, m.at, m.token = r.uvarint(), msgState(r.byte()), r.varint(), r.string()
 				if r.byte() == 1 {
 					m.origin = &Origin{Queue: r.string(), ID: r.uvarint(), Deliveries: r.uvarint()}
 				}
 			}
+			ms = append(ms, m)
+		}
+		slices.SortFunc(ms, func(a, b *msg) int { return cmp.Compare(a.id, b.id) })
+		for i, m := range ms {
+			if i > 0 && ms[i-1].id == m.id {
+				r.err = fmt.Errorf("message %d twice in queue %q", m.id, q.name)
+				break
+			}
 			q.restoreMsg(m)
 		}
 		if version == snapshotVersion {
 			for k := r.uvarint(); k > 0 && r.err == nil; k-- {
 				key, s := r.string(), seenKey{id: r.uvarint()}
-				copy(s.sum[:], r.bytes(32))
+				r.full(s.sum[:])
 				s.at = r.varint()
 				q.keys[key] = s
 				q.keyOrder = append(q.keyOrder, keyAt{key: key, at: s.at})
 			}
 		}
+		heap.Init(&q.ready)
 		queues[q.name] = q
 	}
-	if r.err == nil && len(r.b) != 0 {
-		r.err = fmt.Errorf("%d trailing bytes", len(r.b))
+	if r.err == nil {
+		switch _, err := r.r.ReadByte(); {
+		case err == nil:
+			r.err = errors.New("trailing bytes")
+		case !errors.Is(err, io.EOF):
+			r.err = err
+		}
 	}
 	if r.err != nil {
 		return fmt.Errorf("%w: %w", ErrBadSnapshot, r.err)
@@ -160,7 +192,7 @@ func (f *FSM) Restore(data []byte) error {
 
 // restoreMsg files a restored message by its state.
 func (q *queue) restoreMsg(m *msg) {
-	q.msgs[m.id] = m
+	q.msgs.add(m)
 	switch m.state {
 	case stateLeased:
 		q.leasedN++
@@ -169,77 +201,129 @@ func (q *queue) restoreMsg(m *msg) {
 		q.delayedN++
 		heap.Push(&q.timers, timer{at: m.at, id: m.id})
 	default:
-		heap.Push(&q.ready, m.id)
+		q.ready = append(q.ready, m.id) // ordered once the queue is read
 	}
 }
 
-// reader decodes fields, remembering the first error.
-type reader struct {
-	b   []byte
+// encoder writes snapshot fields, remembering the first error.
+type encoder struct {
+	w   *bufio.Writer
+	buf [binary.MaxVarintLen64]byte
 	err error
 }
 
-func (r *reader) byte() byte {
-	if r.err != nil {
+func (e *encoder) raw(b []byte) {
+	if e.err == nil {
+		_, e.err = e.w.Write(b)
+	}
+}
+
+func (e *encoder) byte(c byte) {
+	if e.err == nil {
+		e.err = e.w.WriteByte(c)
+	}
+}
+
+func (e *encoder) uvarint(v uint64) { e.raw(binary.AppendUvarint(e.buf[:0], v)) }
+func (e *encoder) varint(v int64)   { e.raw(binary.AppendVarint(e.buf[:0], v)) }
+
+func (e *encoder) string(s string) {
+	e.uvarint(uint64(len(s)))
+	if e.err == nil {
+		_, e.err = e.w.WriteString(s)
+	}
+}
+
+// decoder reads snapshot fields from a stream, remembering the first
+// error; a stream that ends inside a field is truncated.
+type decoder struct {
+	r   *bufio.Reader
+	err error
+}
+
+func (d *decoder) fail(err error) {
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	d.err = err
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil {
 		return 0
 	}
-	if len(r.b) == 0 {
-		r.err = errors.New("truncated")
-		return 0
+	c, err := d.r.ReadByte()
+	if err != nil {
+		d.fail(err)
 	}
-	c := r.b[0]
-	r.b = r.b[1:]
 	return c
 }
 
-func (r *reader) bytes(n int) []byte {
-	if r.err != nil {
-		return nil
-	}
-	if len(r.b) < n {
-		r.err = errors.New("truncated")
-		return nil
-	}
-	out := r.b[:n]
-	r.b = r.b[n:]
-	return out
-}
-
-func (r *reader) uvarint() uint64 {
-	if r.err != nil {
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
 		return 0
 	}
-	v, k := binary.Uvarint(r.b)
-	if k <= 0 {
-		r.err = errors.New("bad varint")
-		return 0
-	}
-	r.b = r.b[k:]
-	return v
-}
-
-func (r *reader) varint() int64 {
-	if r.err != nil {
-		return 0
-	}
-	v, k := binary.Varint(r.b)
-	if k <= 0 {
-		r.err = errors.New("bad varint")
-		return 0
-	}
-	r.b = r.b[k:]
-	return v
-}
-
-func (r *reader) string() string {
-	if r.err != nil {
-		return ""
-	}
-	s, rest, err := readString(r.b)
+	v, err := binary.ReadUvarint(d.r)
 	if err != nil {
-		r.err = err
+		d.fail(err)
+	}
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, err := binary.ReadVarint(d.r)
+	if err != nil {
+		d.fail(err)
+	}
+	return v
+}
+
+func (d *decoder) full(b []byte) {
+	if d.err != nil {
+		return
+	}
+	if _, err := io.ReadFull(d.r, b); err != nil {
+		d.fail(err)
+	}
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > maxSnapshotField {
+		d.err = fmt.Errorf("field of %d bytes", n)
+		return nil
+	}
+	b := make([]byte, n)
+	d.full(b)
+	return b
+}
+
+func (d *decoder) string() string {
+	n := d.uvarint()
+	if d.err != nil || n == 0 {
 		return ""
 	}
-	r.b = rest
-	return s
+	if n <= uint64(d.r.Size()) { // no intermediate copy
+		b, err := d.r.Peek(int(n))
+		if err != nil {
+			d.fail(err)
+			return ""
+		}
+		s := string(b)
+		_, _ = d.r.Discard(int(n)) // cannot fail after the Peek
+		return s
+	}
+	if n > maxSnapshotField {
+		d.err = fmt.Errorf("field of %d bytes", n)
+		return ""
+	}
+	b := make([]byte, n)
+	d.full(b)
+	return string(b)
 }
