@@ -33,7 +33,7 @@ const (
 	CrashPoint    = "crash-point"  // SIGKILL at a failpoint
 	TornTail      = "torn-tail"    // kill -9, truncate the WAL's last record, restart
 	CorruptWAL    = "corrupt-wal"  // a flipped bit mid-WAL: must refuse to start
-	CorruptSnap   = "corrupt-snap" // a flipped bit in the newest snapshot
+	CorruptSnap   = "corrupt-snap" // a flipped bit in the newest snapshot or its state file
 	Membership    = "membership"   // add a node under a fresh id, or remove one (the leader half the time)
 )
 
@@ -169,7 +169,8 @@ func (n *nemesis) inject(ctx context.Context, fault string) error {
 	case CorruptWAL:
 		return n.corrupt(ctx, "wal", ".wal")
 	case CorruptSnap:
-		return n.corrupt(ctx, "snap", ".snap")
+		// The snapshot file (metadata) or the state file beside it.
+		return n.corrupt(ctx, "snap", []string{".snap", ".snap.db"}[n.rng.IntN(2)])
 	case Membership:
 		return n.churn(ctx)
 	}

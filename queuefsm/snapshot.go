@@ -42,6 +42,19 @@ func (f *FSM) Snapshot() ([]byte, error) {
 // content only (queues by name, messages by id, keys in the order they
 // were stored), never heap layout, so equal states give equal bytes.
 func (f *FSM) Capture() func(io.Writer) error {
+	write := f.view()
+	f.gen++ // every record the view holds is now copied before a change
+	return write
+}
+
+// WriteState writes the state to w at once, as Capture's function would. It
+// changes nothing, so it may run beside other readers while no command is
+// applied.
+func (f *FSM) WriteState(w io.Writer) error { return f.view()(w) }
+
+// view copies the state's outline and returns the function that writes it;
+// see Capture.
+func (f *FSM) view() func(io.Writer) error {
 	type capturedQueue struct {
 		name          string
 		lastID        uint64
@@ -66,7 +79,6 @@ func (f *FSM) Capture() func(io.Writer) error {
 		}
 		qs = append(qs, cq)
 	}
-	f.gen++ // every record the view holds is now copied before a change
 	return func(w io.Writer) error {
 		e := encoder{w: bufio.NewWriterSize(w, 256<<10)}
 		e.byte(snapshotVersion)

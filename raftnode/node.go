@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"go.etcd.io/etcd/pkg/v3/idutil"
 	"go.etcd.io/etcd/pkg/v3/wait"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/rafthttp"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
 	stats "go.etcd.io/etcd/server/v3/etcdserver/api/v2stats"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -47,21 +49,18 @@ var (
 	ErrLeaderChanged = errors.New("raftnode: leader changed before the proposal was applied; outcome unknown")
 )
 
-// Capturer is a StateMachine that can copy its state cheaply on the raft
-// goroutine and encode the copy elsewhere: its snapshots then do not hold
-// up the Ready loop. The returned function must give the bytes Snapshot
-// would have given at the time of the call.
-type Capturer interface {
-	Capture() func() ([]byte, error)
-}
-
 // StateMachine is the replicated state. Its methods are called only from
 // the raft goroutine, with the node's write lock held.
 type StateMachine interface {
 	// Apply executes a committed command; the result must be deterministic.
 	Apply(index uint64, cmd []byte) any
-	Snapshot() ([]byte, error)
-	Restore(data []byte) error
+	// Capture must be cheap: it runs in the Ready loop. The function it
+	// returns writes the state as of the call, from another goroutine
+	// while Apply goes on, so a deep queue does not stall the loop.
+	Capture() func(io.Writer) error
+	// RestoreFrom replaces the state with one Capture wrote, reading r to
+	// its end; on error the state is unchanged.
+	RestoreFrom(r io.Reader) error
 }
 
 // Storage is the durable log (implemented by wal.Store).
@@ -70,7 +69,18 @@ type Storage interface {
 	Existed() bool
 	Snapshot() *raftpb.Snapshot
 	Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot) error
-	CreateSnapshot(idx, compactTo uint64, cs *raftpb.ConfState, data []byte) error
+	// CreateSnapshot streams the state from write into a state file, then
+	// saves a snapshot holding meta; it returns the state's size.
+	CreateSnapshot(idx, compactTo uint64, cs *raftpb.ConfState, meta []byte, write func(io.Writer) error) (int64, error)
+	// OpenSnapshot returns a snapshot's meta and a reader of its state
+	// that fails at its end unless all of it matched; no reader when the
+	// snapshot carries its state inline in meta.
+	OpenSnapshot(snap *raftpb.Snapshot) (meta []byte, state io.ReadCloser, err error)
+	// SnapshotState opens a snapshot's state file for sending to a peer;
+	// ok is false when its state is inline.
+	SnapshotState(snap *raftpb.Snapshot) (rc io.ReadCloser, size int64, ok bool, err error)
+	// Snapshotter is where rafthttp saves state files peers send.
+	Snapshotter() *snap.Snapshotter
 }
 
 // Applied is the outcome of a proposal: the log position of its entry and
@@ -160,6 +170,7 @@ func New(cfg Config, store Storage, sm StateMachine) (*Node, error) {
 		LeaderStats: stats.NewLeaderStats(cfg.Logger, id),
 		ErrorC:      make(chan error, 1),
 		TLSInfo:     transport.TLSInfo{LocalAddr: cfg.PeerLocalAddr},
+		Snapshotter: store.Snapshotter(),
 	}
 	if err := n.transport.Start(); err != nil {
 		return nil, fmt.Errorf("raftnode: start transport: %w", err)

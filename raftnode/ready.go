@@ -1,12 +1,15 @@
 package raftnode
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/types"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
@@ -80,25 +83,45 @@ func hasConfChange(ents []*raftpb.Entry) bool {
 	return false
 }
 
-// send hands messages to the transport. An outgoing snapshot carries the
-// current ConfState: the one stored with it can predate later conf changes.
-// Ready's slice and messages stay untouched (rule 9): a patched copy is sent.
+// send hands messages to the transport. A snapshot goes as etcd sends
+// its own: the message, then its state file streamed from disk, so no
+// snapshot is ever held in memory whole. It carries the current
+// ConfState: the one stored with it can predate later conf changes.
+// Ready's slice and messages stay untouched (rule 9): patched copies are
+// sent.
 func (n *Node) send(msgs []*raftpb.Message) {
-	out, copied := msgs, false
+	out := msgs[:0:0]
 	for i, m := range msgs {
 		if m.GetType() != raftpb.MsgSnap {
+			if out != nil {
+				out = append(out, m)
+			}
 			continue
 		}
-		if !copied {
-			out, copied = append([]*raftpb.Message(nil), msgs...), true
+		if out == nil {
+			out = append(make([]*raftpb.Message, 0, len(msgs)), msgs[:i]...)
 		}
 		s := m.GetSnapshot()
 		// A new message and snapshot (raft's MsgSnap carries only these
 		// fields); the data is shared, read-only.
-		out[i] = &raftpb.Message{Type: m.Type, To: m.To, From: m.From, Term: m.Term,
+		sm := &raftpb.Message{Type: m.Type, To: m.To, From: m.From, Term: m.Term,
 			Snapshot: &raftpb.Snapshot{Data: s.GetData(), Metadata: &raftpb.SnapshotMetadata{
 				Index: new(s.GetMetadata().GetIndex()), Term: new(s.GetMetadata().GetTerm()), ConfState: n.confState,
 			}}}
+		rc, size, ok, err := n.store.SnapshotState(s)
+		switch {
+		case err != nil:
+			n.lg.Warn("cannot send snapshot", zap.Uint64("to", m.GetTo()), zap.Error(err))
+			n.raft.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
+		case ok:
+			n.lg.Info("sending snapshot", zap.Uint64("to", m.GetTo()), zap.Uint64("index", s.GetMetadata().GetIndex()), zap.Int64("bytes", size))
+			n.transport.SendSnapshot(snap.NewMessage(sm, rc, size))
+		default: // a snapshot from before state files: inline
+			out = append(out, sm)
+		}
+	}
+	if out == nil {
+		out = msgs
 	}
 	n.transport.Send(out)
 }
@@ -203,13 +226,22 @@ func (n *Node) addPeer(m Member) {
 // restore replaces the state machine and membership with a snapshot's.
 func (n *Node) restore(snap *raftpb.Snapshot) error {
 	md := snap.GetMetadata()
-	members, smData, err := decodeSnapshot(snap.GetData())
+	meta, state, err := n.store.OpenSnapshot(snap)
 	if err != nil {
 		return fmt.Errorf("raftnode: snapshot at %d: %w", md.GetIndex(), err)
 	}
+	members, smData, err := decodeSnapshot(meta)
+	if err != nil {
+		return fmt.Errorf("raftnode: snapshot at %d: %w", md.GetIndex(), err)
+	}
+	var r io.Reader = bytes.NewReader(smData) // state inline: an old snapshot
+	if state != nil {
+		defer state.Close()
+		r = state
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if err := n.sm.Restore(smData); err != nil {
+	if err := n.sm.RestoreFrom(r); err != nil {
 		return fmt.Errorf("raftnode: restore state machine at %d: %w", md.GetIndex(), err)
 	}
 	n.members = members
@@ -234,21 +266,17 @@ func (n *Node) maybeSnapshot() error {
 	if n.snapshotting || applied-n.snapshotIndex < n.cfg.SnapshotCount {
 		return nil
 	}
-	// Only the raft goroutine writes sm and members, so no lock is needed
-	// to read them here. Capture here (cheap), encode and write elsewhere,
+	// Only the raft goroutine writes members, so no lock is needed to
+	// read them here. Capture here (cheap), encode and write elsewhere,
 	// so a deep queue does not stall the Ready loop.
 	start := time.Now()
 	js, err := json.Marshal(n.members.state())
 	if err != nil {
 		return fmt.Errorf("raftnode: encode membership: %w", err)
 	}
-	var encode func() ([]byte, error)
-	if c, ok := n.sm.(Capturer); ok {
-		encode = c.Capture()
-	} else {
-		data, err := n.sm.Snapshot()
-		encode = func() ([]byte, error) { return data, err }
-	}
+	n.mu.Lock() // Capture marks the state's records copy-on-write
+	write := n.sm.Capture()
+	n.mu.Unlock()
 	var compactTo uint64
 	if keep := n.cfg.catchUpEntries(); applied > keep {
 		compactTo = applied - keep
@@ -260,16 +288,11 @@ func (n *Node) maybeSnapshot() error {
 	go func() {
 		defer n.snapWG.Done()
 		res := snapResult{index: applied, compactTo: compactTo, stall: stall}
-		smData, err := encode()
+		size, err := n.store.CreateSnapshot(applied, compactTo, cs, joinSnapshot(js, nil), write)
 		if err != nil {
-			res.err = fmt.Errorf("raftnode: snapshot state machine: %w", err)
-		} else {
-			data := joinSnapshot(js, smData)
-			res.bytes = len(data)
-			if err := n.store.CreateSnapshot(applied, compactTo, cs, data); err != nil {
-				res.err = fmt.Errorf("raftnode: save snapshot: %w", err)
-			}
+			res.err = fmt.Errorf("raftnode: save snapshot: %w", err)
 		}
+		res.bytes = size
 		res.took = time.Since(start)
 		n.snapDone <- res
 	}()
@@ -279,7 +302,7 @@ func (n *Node) maybeSnapshot() error {
 // snapResult is a background snapshot's outcome, handled by Run.
 type snapResult struct {
 	index, compactTo uint64
-	bytes            int
+	bytes            int64
 	stall, took      time.Duration
 	err              error
 }
@@ -291,7 +314,7 @@ func (n *Node) snapshotSaved(r snapResult) error {
 		return r.err
 	}
 	n.snapshotIndex = max(n.snapshotIndex, r.index)
-	n.lg.Info("saved snapshot", zap.Uint64("index", r.index), zap.Uint64("compacted-to", r.compactTo), zap.Int("bytes", r.bytes),
+	n.lg.Info("saved snapshot", zap.Uint64("index", r.index), zap.Uint64("compacted-to", r.compactTo), zap.Int64("bytes", r.bytes),
 		zap.Duration("took", r.stall), // how long the Ready loop waited
 		zap.Duration("in-background", r.took))
 	return nil

@@ -4,11 +4,13 @@
 package wal
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
@@ -83,9 +85,25 @@ func (s *Store) replay(meta []byte) error {
 	if err != nil {
 		return fmt.Errorf("wal: scan snapshot records: %w", err)
 	}
-	snapshot, err := s.snapshotter.LoadNewestAvailable(walSnaps)
-	if err != nil && !errors.Is(err, snap.ErrNoSnapshot) {
-		return fmt.Errorf("wal: load snapshot: %w", err)
+	var snapshot *raftpb.Snapshot
+	for {
+		snapshot, err = s.snapshotter.LoadNewestAvailable(walSnaps)
+		if err != nil && !errors.Is(err, snap.ErrNoSnapshot) {
+			return fmt.Errorf("wal: load snapshot: %w", err)
+		}
+		if snapshot == nil {
+			break
+		}
+		err := s.verifyState(snapshot)
+		if err == nil {
+			break
+		}
+		// As etcd does with a damaged snapshot file: fall back to an
+		// older snapshot the WAL names (the WAL after it is still there,
+		// or replay below fails).
+		s.setAside(snapshot, err)
+		idx := snapshot.GetMetadata().GetIndex()
+		walSnaps = slices.DeleteFunc(walSnaps, func(w *walpb.Snapshot) bool { return w.GetIndex() == idx })
 	}
 	walSnap := &walpb.Snapshot{Index: new(uint64(0)), Term: new(uint64(0))}
 	if snapshot != nil {
@@ -163,6 +181,11 @@ func (s *Store) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snapshot *raftp
 	if hasSnap {
 		s.snapMu.Lock()
 		defer s.snapMu.Unlock()
+		// A received snapshot's state file came over the network before
+		// the message: check it before the WAL names it.
+		if err := s.verifyState(snapshot); err != nil {
+			return fmt.Errorf("wal: received snapshot: %w", err)
+		}
 		if err := s.saveSnapshot(snapshot); err != nil {
 			return err
 		}
@@ -184,37 +207,62 @@ func (s *Store) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snapshot *raftp
 	return nil
 }
 
-// CreateSnapshot records the state machine's data at applied index idx as
-// a snapshot, makes it durable, and compacts the in-memory log up to
-// compactTo (which callers keep below idx so slow followers can still be
-// sent entries rather than a whole snapshot). It may run on another
-// goroutine than Save.
-func (s *Store) CreateSnapshot(idx, compactTo uint64, cs *raftpb.ConfState, data []byte) error {
+// CreateSnapshot records the state machine at applied index idx as a
+// snapshot: write streams the state into its state file (fsynced), then
+// the snapshot, holding meta and the file's checksum, is made durable.
+// The in-memory log is compacted up to compactTo (which callers keep
+// below idx so slow followers can still be sent entries rather than a
+// whole snapshot). It may run on another goroutine than Save. It returns
+// the state's size.
+func (s *Store) CreateSnapshot(idx, compactTo uint64, cs *raftpb.ConfState, meta []byte, write func(io.Writer) error) (int64, error) {
+	pr, pw := io.Pipe()
+	sw := &stateWriter{w: pw, h: sha256.New()}
+	written := make(chan error, 1)
+	go func() {
+		err := write(sw)
+		pw.CloseWithError(err)
+		written <- err
+	}()
+	_, err := s.snapshotter.SaveDBFrom(pr, idx)
+	if err == nil {
+		// SaveDBFrom stops early when the file exists (a crash after
+		// it, or the same snapshot received): the state is the same,
+		// deterministically, but the checksum needs all of it.
+		_, err = io.Copy(io.Discard, pr)
+	}
+	pr.CloseWithError(errors.New("wal: state file write stopped"))
+	if werr := <-written; werr != nil {
+		return 0, fmt.Errorf("wal: write snapshot state at %d: %w", idx, werr)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("wal: save snapshot state at %d: %w", idx, err)
+	}
+	data := encodeSnapData(sw.n, sw.h.Sum(nil), meta)
 	s.snapMu.Lock()
 	defer s.snapMu.Unlock()
 	snapshot, err := s.mem.CreateSnapshot(idx, cs, data)
 	if errors.Is(err, raft.ErrSnapOutOfDate) {
-		return nil // a snapshot received from the leader got there first
+		return sw.n, nil // a snapshot received from the leader got there first
 	}
 	if err != nil {
-		return fmt.Errorf("wal: create snapshot at %d: %w", idx, err)
+		return 0, fmt.Errorf("wal: create snapshot at %d: %w", idx, err)
 	}
 	failpoint.Inject(failpoint.RaftBeforeSaveSnap)
 	if err := s.saveSnapshot(snapshot); err != nil {
-		return err
+		return 0, err
 	}
 	failpoint.Inject(failpoint.RaftAfterSaveSnap)
 	if err := s.release(idx); err != nil {
-		return err
+		return 0, err
 	}
 	failpoint.Inject(failpoint.WALAfterRelease)
 	if compactTo == 0 {
-		return nil
+		return sw.n, nil
 	}
 	if err := s.mem.Compact(compactTo); err != nil && !errors.Is(err, raft.ErrCompacted) {
-		return fmt.Errorf("wal: compact to %d: %w", compactTo, err)
+		return 0, fmt.Errorf("wal: compact to %d: %w", compactTo, err)
 	}
-	return nil
+	return sw.n, nil
 }
 
 // saveSnapshot writes the snapshot file first and the WAL record naming it
@@ -239,8 +287,15 @@ func (s *Store) release(idx uint64) error {
 	if err := purge(s.walDir, ".wal", keepFiles, true); err != nil {
 		return err
 	}
-	return purge(s.snapDir, ".snap", keepFiles, false)
+	if err := purge(s.snapDir, ".snap", keepFiles, false); err != nil {
+		return err
+	}
+	return s.purgeStates()
 }
+
+// Snapshotter is the snapshot directory, for rafthttp to save the state
+// files of snapshots that peers send.
+func (s *Store) Snapshotter() *snap.Snapshotter { return s.snapshotter }
 
 // Close closes the WAL.
 func (s *Store) Close() error {

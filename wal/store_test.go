@@ -1,11 +1,13 @@
 package wal
 
 import (
-	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -233,7 +235,7 @@ func TestSnapshotPlusLaterEntriesReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	cs := &raftpb.ConfState{Voters: []uint64{1, 2, 3}}
-	if err := s.CreateSnapshot(15, 10, cs, []byte("state@15")); err != nil {
+	if _, err := s.CreateSnapshot(15, 10, cs, []byte("meta@15"), writeString("state@15")); err != nil {
 		t.Fatal(err)
 	}
 	if first, _ := s.Storage().FirstIndex(); first != 11 {
@@ -247,8 +249,11 @@ func TestSnapshotPlusLaterEntriesReplay(t *testing.T) {
 	s = mustOpen(t, dir)
 	defer s.Close()
 	snap := s.Snapshot()
-	if snap.GetMetadata().GetIndex() != 15 || !bytes.Equal(snap.GetData(), []byte("state@15")) {
+	if snap.GetMetadata().GetIndex() != 15 {
 		t.Fatalf("snapshot %v", snap.GetMetadata())
+	}
+	if meta, state := readSnapshot(t, s, snap); meta != "meta@15" || state != "state@15" {
+		t.Fatalf("snapshot holds %q and %q", meta, state)
 	}
 	if got := snap.GetMetadata().GetConfState().GetVoters(); fmt.Sprint(got) != "[1 2 3]" {
 		t.Fatalf("conf state voters %v", got)
@@ -262,10 +267,14 @@ func TestReceivedSnapshotReplacesLog(t *testing.T) {
 	if err := s.Save(hardState(1, 3), entries(1, 1, 3), nil); err != nil {
 		t.Fatal(err)
 	}
-	// A leader sends a snapshot at 50 (our log was far behind).
-	incoming := &raftpb.Snapshot{Data: []byte("state@50"), Metadata: &raftpb.SnapshotMetadata{
-		Index: new(uint64(50)), Term: new(uint64(2)), ConfState: &raftpb.ConfState{Voters: []uint64{1, 2}},
-	}}
+	// A leader sends a snapshot at 50 (our log was far behind): rafthttp
+	// saves its state file, then raft hands over the snapshot.
+	incoming := received(t, s, 50, "meta@50", "state@50")
+	bad := received(t, s, 50, "meta@50", "state@50")
+	bad.Data = encodeSnapData(8, make([]byte, 32), []byte("meta@50"))
+	if err := s.Save(hardState(2, 50), nil, bad); !errors.Is(err, errStateMismatch) {
+		t.Fatalf("a state file that does not match: err = %v", err)
+	}
 	if err := s.Save(hardState(2, 50), nil, incoming); err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +288,92 @@ func TestReceivedSnapshotReplacesLog(t *testing.T) {
 	if s.Snapshot().GetMetadata().GetIndex() != 50 {
 		t.Fatalf("snapshot index %d", s.Snapshot().GetMetadata().GetIndex())
 	}
+	if meta, state := readSnapshot(t, s, s.Snapshot()); meta != "meta@50" || state != "state@50" {
+		t.Fatalf("snapshot holds %q and %q", meta, state)
+	}
 	checkEntries(t, s, 51, 52)
+}
+
+// A snapshot whose state file was damaged on disk is set aside and the
+// one before it used, with the log after it.
+func TestDamagedStateFallsBackToAnOlderSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	cs := &raftpb.ConfState{Voters: []uint64{1}}
+	for i := uint64(1); i <= 3; i++ {
+		if err := s.Save(hardState(1, i*10), entries(1, (i-1)*10+1, i*10), nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.CreateSnapshot(i*10, 0, cs, []byte("m"), writeString(fmt.Sprint("state@", i*10))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	path := filepath.Join(dir, "snap", fmt.Sprintf("%016x.snap.db", 30))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[3] ^= 1
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, dir)
+	defer s.Close()
+	if got := s.Snapshot().GetMetadata().GetIndex(); got != 20 {
+		t.Fatalf("restored snapshot %d, want 20", got)
+	}
+	if _, state := readSnapshot(t, s, s.Snapshot()); state != "state@20" {
+		t.Fatalf("state %q", state)
+	}
+	checkEntries(t, s, 21, 30)
+	if _, err := os.Stat(path + ".broken"); err != nil {
+		t.Fatalf("damaged state not set aside: %v", err)
+	}
+}
+
+// A snapshot written before state files existed carries its state inline.
+func TestInlineSnapshotIsReadAsMeta(t *testing.T) {
+	s := mustOpen(t, t.TempDir())
+	defer s.Close()
+	snap := &raftpb.Snapshot{Data: []byte("old format"), Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(5)), Term: new(uint64(1))}}
+	meta, state, err := s.OpenSnapshot(snap)
+	if err != nil || state != nil || string(meta) != "old format" {
+		t.Fatalf("meta %q, state %v, err %v", meta, state, err)
+	}
+}
+
+func writeString(s string) func(io.Writer) error {
+	return func(w io.Writer) error {
+		_, err := io.WriteString(w, s)
+		return err
+	}
+}
+
+// received stands in for rafthttp: the state file first, then the message.
+func received(t *testing.T, s *Store, index uint64, meta, state string) *raftpb.Snapshot {
+	t.Helper()
+	if _, err := s.Snapshotter().SaveDBFrom(strings.NewReader(state), index); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(state))
+	return &raftpb.Snapshot{Data: encodeSnapData(int64(len(state)), sum[:], []byte(meta)), Metadata: &raftpb.SnapshotMetadata{
+		Index: new(index), Term: new(uint64(2)), ConfState: &raftpb.ConfState{Voters: []uint64{1, 2}},
+	}}
+}
+
+func readSnapshot(t *testing.T, s *Store, snap *raftpb.Snapshot) (meta, state string) {
+	t.Helper()
+	m, rc, err := s.OpenSnapshot(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(m), string(b)
 }
 
 func TestDataDirOfAnotherNode(t *testing.T) {
@@ -303,12 +397,13 @@ func TestOldFilesArePurged(t *testing.T) {
 		if err := s.Save(hardState(1, i*10), entries(1, (i-1)*10+1, i*10), nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.CreateSnapshot(i*10, 0, cs, []byte("x")); err != nil {
+		if _, err := s.CreateSnapshot(i*10, 0, cs, []byte("x"), writeString("y")); err != nil {
 			t.Fatal(err)
 		}
 	}
 	snaps, _ := filepath.Glob(filepath.Join(dir, "snap", "*.snap"))
-	if len(snaps) != keepFiles {
-		t.Fatalf("%d snapshot files kept, want %d", len(snaps), keepFiles)
+	states, _ := filepath.Glob(filepath.Join(dir, "snap", "*.snap.db"))
+	if len(snaps) != keepFiles || len(states) != keepFiles {
+		t.Fatalf("%d snapshot files and %d state files kept, want %d", len(snaps), len(states), keepFiles)
 	}
 }

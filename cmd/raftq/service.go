@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -300,19 +301,18 @@ func unavailable(err error) error {
 // LocalState hashes the state machine at this node's applied index.
 func (s *service) LocalState() (httpapi.LocalState, error) {
 	var (
-		data    []byte
 		applied uint64
 		err     error
 	)
+	h := sha256.New()
 	s.node.View(func() {
 		applied = s.node.Applied()
-		data, err = s.fsm.Snapshot()
+		err = s.fsm.WriteState(h)
 	})
 	if err != nil {
-		return httpapi.LocalState{}, fmt.Errorf("raftq: snapshot for state hash: %w", err)
+		return httpapi.LocalState{}, fmt.Errorf("raftq: encode state for its hash: %w", err)
 	}
-	sum := sha256.Sum256(data)
-	return httpapi.LocalState{ID: s.node.ID(), Leader: s.node.Status().Leader, Applied: applied, Hash: hex.EncodeToString(sum[:])}, nil
+	return httpapi.LocalState{ID: s.node.ID(), Leader: s.node.Status().Leader, Applied: applied, Hash: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 // notifyingFSM is the queue state machine plus a change signal per queue,
@@ -358,9 +358,9 @@ func (f *notifyingFSM) wakeAll() {
 	}
 }
 
-// Restore wakes everyone: any queue may have changed.
-func (f *notifyingFSM) Restore(data []byte) error {
-	err := f.FSM.Restore(data)
+// RestoreFrom wakes everyone: any queue may have changed.
+func (f *notifyingFSM) RestoreFrom(r io.Reader) error {
+	err := f.FSM.RestoreFrom(r)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.wakeAll()

@@ -1,0 +1,181 @@
+package wal
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+)
+
+// A snapshot's state lives in its own file beside the snapshot,
+// "<index>.snap.db", written by etcd's Snapshotter.SaveDBFrom (and by
+// rafthttp when a leader sends one). The raft snapshot itself carries only
+// a small payload: a marker, the state file's size and SHA-256, then the
+// caller's metadata. So neither the MemoryStorage nor a snapshot message
+// ever holds the whole state in memory, and a state file that does not
+// match its snapshot is never restored.
+var stateMagic = []byte("raftq-state\x01")
+
+// errStateMismatch: a state file's size or SHA-256 is not its snapshot's.
+var errStateMismatch = errors.New("state file does not match its snapshot")
+
+func encodeSnapData(size int64, sum []byte, meta []byte) []byte {
+	b := append([]byte(nil), stateMagic...)
+	b = binary.AppendUvarint(b, uint64(size))
+	b = append(b, sum...)
+	return append(b, meta...)
+}
+
+// decodeSnapData splits a snapshot payload. ok is false for a snapshot
+// that carries its state inline (written before state files existed).
+func decodeSnapData(data []byte) (size int64, sum, meta []byte, ok bool) {
+	rest, found := bytes.CutPrefix(data, stateMagic)
+	if !found {
+		return 0, nil, data, false
+	}
+	n, k := binary.Uvarint(rest)
+	if k <= 0 || len(rest)-k < sha256.Size {
+		return 0, nil, data, false
+	}
+	rest = rest[k:]
+	return int64(n), rest[:sha256.Size], rest[sha256.Size:], true
+}
+
+// stateWriter counts and hashes what goes to a state file.
+type stateWriter struct {
+	w io.Writer
+	h hash.Hash
+	n int64
+}
+
+func (s *stateWriter) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	s.h.Write(p[:n])
+	s.n += int64(n)
+	return n, err
+}
+
+// verifyingReader reads a state file and fails at its end, instead of
+// returning io.EOF, when the bytes read do not match the snapshot.
+type verifyingReader struct {
+	f    *os.File
+	h    hash.Hash
+	n    int64
+	size int64
+	sum  []byte
+}
+
+func (v *verifyingReader) Read(p []byte) (int, error) {
+	n, err := v.f.Read(p)
+	v.h.Write(p[:n])
+	v.n += int64(n)
+	if errors.Is(err, io.EOF) && (v.n != v.size || !bytes.Equal(v.h.Sum(nil), v.sum)) {
+		return n, fmt.Errorf("wal: %s: %w (%d bytes, %d expected)", v.f.Name(), errStateMismatch, v.n, v.size)
+	}
+	return n, err
+}
+
+func (v *verifyingReader) Close() error { return v.f.Close() }
+
+func (s *Store) statePath(index uint64) string {
+	return filepath.Join(s.snapDir, fmt.Sprintf("%016x.snap.db", index))
+}
+
+// OpenSnapshot returns what snapshot holds: the metadata given to
+// CreateSnapshot and a reader of the state, which fails at its end unless
+// every byte matched. A snapshot written before state files existed has
+// no state reader: its payload, returned as meta, holds everything.
+func (s *Store) OpenSnapshot(snapshot *raftpb.Snapshot) (meta []byte, state io.ReadCloser, err error) {
+	size, sum, meta, ok := decodeSnapData(snapshot.GetData())
+	if !ok {
+		return meta, nil, nil
+	}
+	f, err := os.Open(s.statePath(snapshot.GetMetadata().GetIndex()))
+	if err != nil {
+		return nil, nil, fmt.Errorf("wal: open snapshot state: %w", err)
+	}
+	return meta, &verifyingReader{f: f, h: sha256.New(), size: size, sum: sum}, nil
+}
+
+// SnapshotState opens the state file of snapshot for sending to a peer,
+// with its size. ok is false when the snapshot carries its state inline.
+func (s *Store) SnapshotState(snapshot *raftpb.Snapshot) (rc io.ReadCloser, size int64, ok bool, err error) {
+	size, _, _, ok = decodeSnapData(snapshot.GetData())
+	if !ok {
+		return nil, 0, false, nil
+	}
+	f, err := os.Open(s.statePath(snapshot.GetMetadata().GetIndex()))
+	if err != nil {
+		return nil, 0, true, fmt.Errorf("wal: open snapshot state: %w", err)
+	}
+	return f, size, true, nil
+}
+
+// verifyState reads snapshot's state file through and checks it.
+func (s *Store) verifyState(snapshot *raftpb.Snapshot) error {
+	_, rc, err := s.OpenSnapshot(snapshot)
+	if err != nil || rc == nil {
+		return err
+	}
+	defer rc.Close()
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return err
+	}
+	return nil
+}
+
+// setAside renames a snapshot whose state is damaged or missing, with its
+// state file, so an older snapshot is used and the evidence kept.
+func (s *Store) setAside(snapshot *raftpb.Snapshot, why error) {
+	md := snapshot.GetMetadata()
+	name := filepath.Join(s.snapDir, fmt.Sprintf("%016x-%016x.snap", md.GetTerm(), md.GetIndex()))
+	s.lg.Warn("setting aside a snapshot whose state is damaged", zap.String("path", name), zap.Error(why))
+	for _, p := range []string{name, s.statePath(md.GetIndex())} {
+		if err := os.Rename(p, p+".broken"); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.lg.Warn("could not set aside", zap.String("path", p), zap.Error(err))
+		}
+	}
+}
+
+// purgeStates removes state files older than the oldest snapshot kept.
+// Newer ones stay: one may be a snapshot a peer is sending, not yet saved.
+func (s *Store) purgeStates() error {
+	entries, err := os.ReadDir(s.snapDir)
+	if err != nil {
+		return fmt.Errorf("wal: purge states: %w", err)
+	}
+	oldest := uint64(0)
+	var states []string
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case strings.HasSuffix(name, ".snap.db"):
+			states = append(states, name)
+		case strings.HasSuffix(name, ".snap"):
+			_, idx, found := strings.Cut(strings.TrimSuffix(name, ".snap"), "-")
+			if i, err := strconv.ParseUint(idx, 16, 64); found && err == nil && (oldest == 0 || i < oldest) {
+				oldest = i
+			}
+		}
+	}
+	for _, name := range states {
+		i, err := strconv.ParseUint(strings.TrimSuffix(name, ".snap.db"), 16, 64)
+		if err != nil || i >= oldest {
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.snapDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("wal: purge state: %w", err)
+		}
+	}
+	return nil
+}
