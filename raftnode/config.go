@@ -23,6 +23,10 @@ type Config struct {
 	Join bool
 	// SnapshotCount is how many applied entries trigger a new snapshot.
 	SnapshotCount uint64
+	// SnapshotBytes is how many bytes of applied entries trigger a new
+	// snapshot even before SnapshotCount entries: the log held in memory
+	// is bounded in bytes too, whatever the size of entries (0: no bound).
+	SnapshotBytes uint64
 	// TickInterval is the raft tick. An election times out after
 	// ElectionTicks ticks without a heartbeat; a heartbeat is sent every tick.
 	TickInterval  time.Duration
@@ -42,6 +46,7 @@ type Config struct {
 // Defaults used by cmd/raftq.
 const (
 	DefaultSnapshotCount = 10000
+	DefaultSnapshotBytes = 64 << 20
 	DefaultTickInterval  = 100 * time.Millisecond
 	DefaultElectionTicks = 10
 )
@@ -77,7 +82,13 @@ func (c Config) Validate() error {
 
 // catchUpEntries is how many applied entries are kept in memory behind a
 // snapshot, so a slightly lagging follower gets entries instead of a whole
-// snapshot. Half the snapshot interval, at most etcd's 5000.
-func (c Config) catchUpEntries() uint64 {
-	return min(c.SnapshotCount/2, 5000)
+// snapshot: half the snapshot interval, at most etcd's 5000, and, when
+// the last interval's entries averaged avgBytes, at most a quarter of
+// SnapshotBytes.
+func (c Config) catchUpEntries(avgBytes uint64) uint64 {
+	keep := min(c.SnapshotCount/2, 5000)
+	if c.SnapshotBytes > 0 && avgBytes > 0 {
+		keep = min(keep, c.SnapshotBytes/4/avgBytes)
+	}
+	return keep
 }

@@ -131,8 +131,9 @@ type Node struct {
 	// Owned by the raft goroutine.
 	confState     *raftpb.ConfState
 	snapshotIndex uint64
-	removedSelf   bool // this node applied its own removal
-	snapshotting  bool // a snapshot is being written in the background
+	removedSelf   bool   // this node applied its own removal
+	snapshotting  bool   // a snapshot is being written in the background
+	appliedBytes  uint64 // entry bytes applied since the last snapshot began
 	snapDone      chan snapResult
 	snapWG        sync.WaitGroup
 

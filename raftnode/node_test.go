@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,16 +37,22 @@ type member struct {
 }
 
 type cluster struct {
-	t        *testing.T
-	urls     []string
-	addrs    []string
-	dirs     []string
-	snapshot uint64
-	members  []*member
+	t         *testing.T
+	urls      []string
+	addrs     []string
+	dirs      []string
+	snapshot  uint64
+	snapBytes uint64 // SnapshotBytes; 0: count only
+	members   []*member
 }
 
 func newCluster(t *testing.T, size int, snapshotCount uint64) *cluster {
-	c := &cluster{t: t, snapshot: snapshotCount, members: make([]*member, size)}
+	return newClusterWith(t, size, func(c *cluster) { c.snapshot = snapshotCount })
+}
+
+func newClusterWith(t *testing.T, size int, set func(*cluster)) *cluster {
+	c := &cluster{t: t, members: make([]*member, size)}
+	set(c)
 	for range size {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -76,7 +83,7 @@ func (c *cluster) start(i int) {
 	}
 	fsm := queuefsm.New()
 	node, err := raftnode.New(raftnode.Config{
-		ID: id, Peers: c.urls, SnapshotCount: c.snapshot,
+		ID: id, Peers: c.urls, SnapshotCount: c.snapshot, SnapshotBytes: c.snapBytes,
 		TickInterval: 10 * time.Millisecond, ElectionTicks: 10,
 		// Not zaptest: rafthttp's handler goroutines may log after a test ends.
 		Logger: testLogger.Named(fmt.Sprint("n", id)),
@@ -249,6 +256,28 @@ func TestLaggingNodeCatchesUpBySnapshot(t *testing.T) {
 	// The restarted node could only have caught up by being sent a snapshot.
 	if got := c.members[lag].node.Status().Applied; got < first {
 		t.Fatalf("lagging node applied %d < leader's first index %d", got, first)
+	}
+}
+
+// Large entries trigger snapshots by their bytes long before the count, so
+// the log held in memory stays small, and fewer entries are kept behind.
+func TestSnapshotBytesBoundTheLogInMemory(t *testing.T) {
+	c := newClusterWith(t, 3, func(c *cluster) { c.snapshot, c.snapBytes = 100000, 64<<10 })
+	l := c.leader()
+	body := strings.Repeat("x", 4<<10)
+	for range 100 {
+		enqueue(t, c.members[l].node, "q", body)
+	}
+	mem := c.members[l].store.Storage()
+	first, _ := mem.FirstIndex()
+	last, _ := mem.LastIndex()
+	// 64 KiB of 4 KiB entries: a snapshot every 16 entries, a quarter of
+	// that, 4 entries, kept behind it.
+	if first < 80 || last-first > 40 {
+		t.Fatalf("in-memory log holds %d..%d: not bounded by bytes", first, last)
+	}
+	if snap := c.members[l].store.Snapshot(); snap == nil && first < 2 {
+		t.Fatal("no snapshot taken")
 	}
 }
 

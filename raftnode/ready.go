@@ -152,6 +152,7 @@ func (n *Node) apply(ents []*raftpb.Entry) error {
 		if err := n.applyEntry(e); err != nil {
 			return err
 		}
+		n.appliedBytes += uint64(len(e.GetData()))
 		applied = e.GetIndex()
 		n.appliedTerm.Store(e.GetTerm())
 	}
@@ -247,6 +248,7 @@ func (n *Node) restore(snap *raftpb.Snapshot) error {
 	n.members = members
 	n.confState = md.GetConfState()
 	n.snapshotIndex = md.GetIndex()
+	n.appliedBytes = 0
 	n.appliedTerm.Store(md.GetTerm())
 	n.applied.Store(md.GetIndex())
 	n.applyWait.Trigger(md.GetIndex())
@@ -260,10 +262,13 @@ func (n *Node) restore(snap *raftpb.Snapshot) error {
 }
 
 // maybeSnapshot snapshots the state machine every SnapshotCount applied
-// entries and compacts the in-memory log behind it.
+// entries or SnapshotBytes of them, and compacts the in-memory log behind
+// it.
 func (n *Node) maybeSnapshot() error {
 	applied := n.applied.Load()
-	if n.snapshotting || applied-n.snapshotIndex < n.cfg.SnapshotCount {
+	count := applied - n.snapshotIndex
+	bySize := n.cfg.SnapshotBytes > 0 && n.appliedBytes >= n.cfg.SnapshotBytes
+	if n.snapshotting || count == 0 || count < n.cfg.SnapshotCount && !bySize {
 		return nil
 	}
 	// Only the raft goroutine writes members, so no lock is needed to
@@ -278,9 +283,10 @@ func (n *Node) maybeSnapshot() error {
 	write := n.sm.Capture()
 	n.mu.Unlock()
 	var compactTo uint64
-	if keep := n.cfg.catchUpEntries(); applied > keep {
+	if keep := n.cfg.catchUpEntries(n.appliedBytes / count); applied > keep {
 		compactTo = applied - keep
 	}
+	n.appliedBytes = 0
 	cs := n.confState // replaced, never mutated, on conf changes
 	stall := time.Since(start)
 	n.snapshotting = true

@@ -51,6 +51,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.dataDir, "data-dir", "", "directory for the WAL and snapshots (default raftq-<id>)")
 	fs.BoolVar(&c.raft.Join, "join", false, "join an existing cluster as a new member instead of bootstrapping one")
 	fs.Uint64Var(&c.raft.SnapshotCount, "snapshot-count", raftnode.DefaultSnapshotCount, "applied entries between snapshots")
+	fs.Uint64Var(&c.raft.SnapshotBytes, "snapshot-bytes", raftnode.DefaultSnapshotBytes, "bytes of applied entries that trigger a snapshot before --snapshot-count entries (0: count only)")
 	fs.Int64Var(&c.maxMessage, "max-message-bytes", httpapi.DefaultMaxMessageBytes, "largest message body accepted (413 above)")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", httpapi.DefaultRequestTimeout, "deadline for each replicated operation (503 after)")
 	fs.DurationVar(&c.raft.TickInterval, "tick", raftnode.DefaultTickInterval, "raft tick (heartbeat interval)")
