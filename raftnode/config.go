@@ -46,7 +46,7 @@ type Config struct {
 // Defaults used by cmd/raftq.
 const (
 	DefaultSnapshotCount = 10000
-	DefaultSnapshotBytes = 64 << 20
+	DefaultSnapshotBytes = 32 << 20
 	DefaultTickInterval  = 100 * time.Millisecond
 	DefaultElectionTicks = 10
 )
