@@ -29,7 +29,7 @@ var ErrBadSnapshot = errors.New("queuefsm: malformed snapshot")
 // states use it; a node streams its snapshots through Capture instead.
 func (f *FSM) Snapshot() ([]byte, error) {
 	var b bytes.Buffer
-	err := f.Capture()(&b)
+	err := f.WriteState(&b)
 	return b.Bytes(), err
 }
 

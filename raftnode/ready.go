@@ -280,8 +280,10 @@ func (n *Node) maybeSnapshot() error {
 		return fmt.Errorf("raftnode: encode membership: %w", err)
 	}
 	n.mu.Lock() // Capture marks the state's records copy-on-write
+	locked := time.Now()
 	write := n.sm.Capture()
 	n.mu.Unlock()
+	capture := time.Since(locked)
 	var compactTo uint64
 	if keep := n.cfg.catchUpEntries(n.appliedBytes / count); applied > keep {
 		compactTo = applied - keep
@@ -293,7 +295,7 @@ func (n *Node) maybeSnapshot() error {
 	n.snapWG.Add(1)
 	go func() {
 		defer n.snapWG.Done()
-		res := snapResult{index: applied, compactTo: compactTo, stall: stall}
+		res := snapResult{index: applied, compactTo: compactTo, stall: stall, capture: capture}
 		size, err := n.store.CreateSnapshot(applied, compactTo, cs, joinSnapshot(js, nil), write)
 		if err != nil {
 			res.err = fmt.Errorf("raftnode: save snapshot: %w", err)
@@ -310,6 +312,7 @@ type snapResult struct {
 	index, compactTo uint64
 	bytes            int64
 	stall, took      time.Duration
+	capture          time.Duration // the part of stall in Capture
 	err              error
 }
 
@@ -319,9 +322,11 @@ func (n *Node) snapshotSaved(r snapResult) error {
 	if r.err != nil {
 		return r.err
 	}
+
 	n.snapshotIndex = max(n.snapshotIndex, r.index)
 	n.lg.Info("saved snapshot", zap.Uint64("index", r.index), zap.Uint64("compacted-to", r.compactTo), zap.Int64("bytes", r.bytes),
 		zap.Duration("took", r.stall), // how long the Ready loop waited
+		zap.Duration("capture", r.capture),
 		zap.Duration("in-background", r.took))
 	return nil
 }
