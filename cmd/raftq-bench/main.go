@@ -350,7 +350,7 @@ func (c *cluster) fillAndRestart(n, batch int, body []byte) (FillReport, error) 
 		return batch, err
 	})
 	rep := FillReport{Messages: r.Messages, MsgsPerSec: r.MsgsPerSec, PeakRSSMB: c.peakRSS()}
-	rep.MaxSnapshotMS = c.maxSnapshotStall()
+	rep.MaxSnapshotMS = c.settledSnapshotStall()
 	p := c.procs[2]
 	p.Process.Kill()
 	p.Wait()
@@ -375,15 +375,33 @@ func (c *cluster) fillAndRestart(n, batch int, body []byte) (FillReport, error) 
 	return rep, errors.New("node 3 did not serve within 2 minutes of its restart")
 }
 
-// maxSnapshotStall is the longest "saved snapshot" took in the logs.
-func (c *cluster) maxSnapshotStall() float64 {
-	worst := 0.0
+// settledSnapshotStall waits for the snapshots the fill started, which
+// finish in the background and log only then, and returns the longest
+// stall: once no snapshot has been saved for 4 s (at most 60 s).
+func (c *cluster) settledSnapshotStall() float64 {
+	worst, saved := c.maxSnapshotStall()
+	quiet := time.Now()
+	for start := time.Now(); time.Since(quiet) < 4*time.Second && time.Since(start) < time.Minute; {
+		time.Sleep(200 * time.Millisecond)
+		w, n := c.maxSnapshotStall()
+		if n != saved {
+			worst, saved, quiet = w, n, time.Now()
+		}
+	}
+	return worst
+}
+
+// maxSnapshotStall is the longest "saved snapshot" took in the logs, and
+// how many snapshots were saved.
+func (c *cluster) maxSnapshotStall() (float64, int) {
+	worst, saved := 0.0, 0
 	for i := range c.procs {
 		b, _ := os.ReadFile(filepath.Join(c.dir, fmt.Sprintf("node-%d.log", i+1)))
 		for _, line := range strings.Split(string(b), "\n") {
 			if !strings.Contains(line, "saved snapshot") {
 				continue
 			}
+			saved++
 			// raftq logs durations as seconds: "took": 0.0123
 			_, after, ok := strings.Cut(line, `"took": `)
 			if !ok {
@@ -395,7 +413,7 @@ func (c *cluster) maxSnapshotStall() float64 {
 			}
 		}
 	}
-	return worst
+	return worst, saved
 }
 
 func (c *cluster) stop(keep bool) {
