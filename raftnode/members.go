@@ -123,14 +123,6 @@ const snapshotVersion = 1
 
 var errBadSnapshot = errors.New("raftnode: malformed snapshot payload")
 
-func encodeSnapshot(ms *membership, smData []byte) ([]byte, error) {
-	js, err := json.Marshal(ms.state())
-	if err != nil {
-		return nil, fmt.Errorf("raftnode: encode membership: %w", err)
-	}
-	return joinSnapshot(js, smData), nil
-}
-
 // joinSnapshot lays out the payload from encoded membership and state.
 func joinSnapshot(js, smData []byte) []byte {
 	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(js)+len(smData))

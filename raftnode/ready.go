@@ -90,7 +90,7 @@ func hasConfChange(ents []*raftpb.Entry) bool {
 // Ready's slice and messages stay untouched (rule 9): patched copies are
 // sent.
 func (n *Node) send(msgs []*raftpb.Message) {
-	out := msgs[:0:0]
+	var out []*raftpb.Message // nil until a snapshot needs a patched copy
 	for i, m := range msgs {
 		if m.GetType() != raftpb.MsgSnap {
 			if out != nil {
