@@ -116,24 +116,33 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
+// newNode picks node id's ports, data dir and log, and starts its proxy.
+func (c *Cluster) newNode(id uint64) (*Node, error) {
+	api, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	peer, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{ID: id, API: "http://" + api, peer: peer,
+		DataDir: filepath.Join(c.cfg.Dir, fmt.Sprintf("node-%d", id)),
+		LogPath: filepath.Join(c.cfg.Dir, fmt.Sprintf("node-%d.log", id))}
+	if n.proxy, err = c.Net.Listen(id, peer); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
 // StartCluster starts every node and waits for a leader.
 func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	cfg.defaults()
 	c := &Cluster{cfg: cfg, Net: NewNet(cfg.Seed), lg: cfg.Logger}
 	var urls []string
 	for i := 1; i <= cfg.Nodes; i++ {
-		api, err := freeAddr()
+		n, err := c.newNode(uint64(i))
 		if err != nil {
-			return nil, err
-		}
-		peer, err := freeAddr()
-		if err != nil {
-			return nil, err
-		}
-		n := &Node{ID: uint64(i), API: "http://" + api, peer: peer,
-			DataDir: filepath.Join(cfg.Dir, fmt.Sprintf("node-%d", i)),
-			LogPath: filepath.Join(cfg.Dir, fmt.Sprintf("node-%d.log", i))}
-		if n.proxy, err = c.Net.Listen(n.ID, peer); err != nil {
 			c.Close()
 			return nil, err
 		}
@@ -187,23 +196,13 @@ func (c *Cluster) Node(id uint64) *Node {
 // NewNode prepares the next id for a runtime addition (its proxy, ports
 // and data dir) without starting it; Start starts it with --join.
 func (c *Cluster) NewNode() (*Node, error) {
-	api, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	peer, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	id := uint64(len(c.nodes) + 1)
-	n := &Node{ID: id, API: "http://" + api, peer: peer, join: true,
-		DataDir: filepath.Join(c.cfg.Dir, fmt.Sprintf("node-%d", id)),
-		LogPath: filepath.Join(c.cfg.Dir, fmt.Sprintf("node-%d.log", id))}
-	if n.proxy, err = c.Net.Listen(id, peer); err != nil {
+	n, err := c.newNode(uint64(len(c.nodes) + 1))
+	if err != nil {
 		return nil, err
 	}
+	n.join = true
 	c.nodes = append(c.nodes, n)
 	c.peers += ",http://" + n.proxy.Addr()
 	return n, nil

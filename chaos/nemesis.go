@@ -269,6 +269,17 @@ func (n *nemesis) crashPoint(ctx context.Context) error {
 }
 
 // lastFile is the newest file with ext in node id's data subdir.
+// readLast reads the newest file with ext in dir, and where its data ends.
+func readLast(dir, ext string) (path string, b []byte, end int, err error) {
+	if path, err = lastFile(dir, ext); err != nil {
+		return "", nil, 0, err
+	}
+	if b, err = os.ReadFile(path); err != nil {
+		return "", nil, 0, err
+	}
+	return path, b, dataEnd(b), nil
+}
+
 func lastFile(dir, ext string) (string, error) {
 	m, err := filepath.Glob(filepath.Join(dir, "*"+ext))
 	if err != nil || len(m) == 0 {
@@ -310,15 +321,10 @@ func (n *nemesis) tornTail(ctx context.Context) error {
 		return err
 	}
 	n.c.Net.Heal()
-	path, err := lastFile(filepath.Join(n.c.Node(id).DataDir, "wal"), ".wal")
+	path, _, end, err := readLast(filepath.Join(n.c.Node(id).DataDir, "wal"), ".wal")
 	if err != nil {
 		return err
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	end := dataEnd(b)
 	cut := 1 + n.rng.IntN(min(12, end))
 	if err := os.Truncate(path, int64(end-cut)); err != nil {
 		return err
@@ -380,15 +386,10 @@ func (n *nemesis) corrupt(ctx context.Context, sub, ext string) error {
 	if err := os.CopyFS(backup, os.DirFS(dir)); err != nil {
 		return fmt.Errorf("chaos: back up %s: %w", dir, err)
 	}
-	path, err := lastFile(dir, ext)
+	path, b, end, err := readLast(dir, ext)
 	if err != nil {
 		return err
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	end := dataEnd(b)
 	// The middle of the data, clear of the file header and the last record.
 	off := end/4 + n.rng.IntN(max(1, end/2))
 	if sub == "wal" {

@@ -100,11 +100,19 @@ func (s *Store) OpenSnapshot(snapshot *raftpb.Snapshot) (meta []byte, state io.R
 	if !ok {
 		return meta, nil, nil
 	}
-	f, err := os.Open(s.statePath(snapshot.GetMetadata().GetIndex()))
+	f, err := s.openState(snapshot)
 	if err != nil {
-		return nil, nil, fmt.Errorf("wal: open snapshot state: %w", err)
+		return nil, nil, err
 	}
 	return meta, &verifyingReader{f: f, h: sha256.New(), size: size, sum: sum}, nil
+}
+
+func (s *Store) openState(snapshot *raftpb.Snapshot) (*os.File, error) {
+	f, err := os.Open(s.statePath(snapshot.GetMetadata().GetIndex()))
+	if err != nil {
+		return nil, fmt.Errorf("wal: open snapshot state: %w", err)
+	}
+	return f, nil
 }
 
 // SnapshotState opens the state file of snapshot for sending to a peer,
@@ -114,9 +122,9 @@ func (s *Store) SnapshotState(snapshot *raftpb.Snapshot) (rc io.ReadCloser, size
 	if !ok {
 		return nil, 0, false, nil
 	}
-	f, err := os.Open(s.statePath(snapshot.GetMetadata().GetIndex()))
+	f, err := s.openState(snapshot)
 	if err != nil {
-		return nil, 0, true, fmt.Errorf("wal: open snapshot state: %w", err)
+		return nil, 0, true, err
 	}
 	return f, size, true, nil
 }
