@@ -36,13 +36,14 @@ func (f *FSM) Snapshot() ([]byte, error) {
 // Capture takes a consistent view of the state and returns a function that
 // writes it to w, which may run on another goroutine while Apply goes on.
 //
-// The view costs one pointer per message: message records are copied on
-// write (see queue.own), so a record the view holds never changes after
-// this call, and bodies never change at all. The encoding uses logical
+// The view costs one pointer per chunk of a queue's table: chunks and
+// message records are copied on write (see msgTable.own and queue.own), so
+// nothing the view holds changes after this call, and bodies never change
+// at all. The encoding uses logical
 // content only (queues by name, messages by id, keys in the order they
 // were stored), never heap layout, so equal states give equal bytes.
 func (f *FSM) Capture() func(io.Writer) error {
-	write := f.view()
+	write := f.view(true)
 	f.gen++ // every record the view holds is now copied before a change
 	return write
 }
@@ -50,17 +51,17 @@ func (f *FSM) Capture() func(io.Writer) error {
 // WriteState writes the state to w at once, as Capture's function would. It
 // changes nothing, so it may run beside other readers while no command is
 // applied.
-func (f *FSM) WriteState(w io.Writer) error { return f.view()(w) }
+func (f *FSM) WriteState(w io.Writer) error { return f.view(false)(w) }
 
 // view copies the state's outline and returns the function that writes it;
-// see Capture.
-func (f *FSM) view() func(io.Writer) error {
+// see Capture. Unless shared, the function must run before the next change.
+func (f *FSM) view(share bool) func(io.Writer) error {
 	type capturedQueue struct {
 		name          string
 		lastID        uint64
 		maxDeliveries uint64
 		dlq           string
-		msgs          []slot // in id order
+		msgs          tableView
 		n             int
 		keys          []keyAt
 		seen          []seenKey
@@ -70,7 +71,7 @@ func (f *FSM) view() func(io.Writer) error {
 	for _, name := range f.names() {
 		q := f.queues[name]
 		cq := capturedQueue{name: name, lastID: q.lastID, maxDeliveries: q.maxDeliveries, dlq: q.dlq,
-			msgs: q.msgs.view(), n: q.msgs.len()}
+			msgs: q.msgs.view(share), n: q.msgs.len()}
 		for _, k := range q.keyOrder {
 			if s, ok := q.keys[k.key]; ok && s.at == k.at {
 				cq.keys = append(cq.keys, k)
@@ -90,11 +91,7 @@ func (f *FSM) view() func(io.Writer) error {
 			e.uvarint(q.maxDeliveries)
 			e.string(q.dlq)
 			e.uvarint(uint64(q.n))
-			for _, s := range q.msgs {
-				m := s.m
-				if m == nil {
-					continue
-				}
+			q.msgs.each(func(m *msg) {
 				e.uvarint(m.id)
 				e.string(m.contentType)
 				e.uvarint(uint64(len(m.body)))
@@ -111,7 +108,7 @@ func (f *FSM) view() func(io.Writer) error {
 					e.uvarint(m.origin.ID)
 					e.uvarint(m.origin.Deliveries)
 				}
-			}
+			})
 			e.uvarint(uint64(len(q.keys)))
 			for i, k := range q.keys {
 				s := q.seen[i]
