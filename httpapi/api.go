@@ -44,7 +44,7 @@ func (e *LeaderElsewhereError) Error() string {
 type Message struct {
 	ID          uint64
 	ContentType string
-	Body        []byte
+	Body        string
 	Deliveries  uint64  // times leased so far
 	Origin      *Origin // set on dead letters
 }

@@ -50,17 +50,17 @@ func (a *api) enqueueBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	items := make([]Message, len(in.Messages))
 	for i, m := range in.Messages {
-		var body []byte
+		var body string
 		switch {
 		case m.Body != nil && m.BodyB64 == nil:
-			body = []byte(*m.Body)
+			body = *m.Body
 		case m.BodyB64 != nil && m.Body == nil:
 			b, err := base64.StdEncoding.DecodeString(*m.BodyB64)
 			if err != nil {
 				a.fail(w, fmt.Errorf("%w: message %d: body_b64 is not base64: %v", ErrInvalid, i, err))
 				return
 			}
-			body = b
+			body = string(b)
 		default:
 			a.fail(w, fmt.Errorf("%w: message %d needs exactly one of body and body_b64", ErrInvalid, i))
 			return
@@ -112,11 +112,10 @@ func (a *api) popMany(w http.ResponseWriter, r *http.Request, queue, maxParam st
 	out := make([]BatchMessage, len(ms))
 	for i, m := range ms {
 		out[i] = BatchMessage{ID: m.ID, ContentType: m.ContentType}
-		if utf8.Valid(m.Body) {
-			s := string(m.Body)
-			out[i].Body = &s
+		if utf8.ValidString(m.Body) {
+			out[i].Body = &m.Body
 		} else {
-			s := base64.StdEncoding.EncodeToString(m.Body)
+			s := base64.StdEncoding.EncodeToString([]byte(m.Body))
 			out[i].BodyB64 = &s
 		}
 	}

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -141,7 +142,7 @@ func writeMessage(w http.ResponseWriter, m Message) {
 		h.Set("Dead-Letter-Deliveries", strconv.FormatUint(o.Deliveries, 10))
 	}
 	w.WriteHeader(http.StatusOK)
-	w.Write(m.Body) // written after the state change; a failed write is the client's loss
+	io.WriteString(w, m.Body) // written after the state change; a failed write is the client's loss
 }
 
 // leased parses the id and token of a route on a leased message.

@@ -183,7 +183,7 @@ func TestEnqueueTooLarge(t *testing.T) {
 func TestDequeue(t *testing.T) {
 	found := true
 	q := &fakeQueue{dequeue: func(_ context.Context, queue string) (Message, bool, LogPosition, error) {
-		return Message{ID: 9, ContentType: "text/plain", Body: []byte("hello")}, found, LogPosition{Index: 5, Term: 2}, nil
+		return Message{ID: 9, ContentType: "text/plain", Body: "hello"}, found, LogPosition{Index: 5, Term: 2}, nil
 	}}
 	rec := serve(t, q, nil, httptest.NewRequest(http.MethodGet, "/queues/jobs", nil))
 	if rec.Code != http.StatusOK || rec.Body.String() != "hello" {

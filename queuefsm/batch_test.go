@@ -8,7 +8,7 @@ import (
 func TestBatchAndPopMany(t *testing.T) {
 	c := newClock(t)
 	c.put(1, "q", "first")
-	items := []BatchItem{{ContentType: "text/plain", Body: []byte("a")}, {Body: []byte("b")}, {Body: []byte("c")}}
+	items := []BatchItem{{ContentType: "text/plain", Body: "a"}, {Body: "b"}, {Body: "c"}}
 	r, ok := c.at(2, Command{Op: OpBatch, Queue: "q", Items: items}).(BatchResult)
 	if !ok || fmt.Sprint(r.IDs) != "[2 3 4]" {
 		t.Fatalf("batch = %+v", r)

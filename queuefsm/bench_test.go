@@ -38,7 +38,7 @@ func BenchmarkApplyBatch100(b *testing.B) {
 	f := New()
 	items := make([]BatchItem, 100)
 	for i := range items {
-		items[i] = BatchItem{Body: body256}
+		items[i] = BatchItem{Body: string(body256)}
 	}
 	batch := Command{Op: OpBatch, Time: 1700000000000, Queue: "jobs", Items: items}.Encode()
 	pop := Command{Op: OpPopMany, Time: 1700000000000, Queue: "jobs", Max: 100}.Encode()
@@ -75,7 +75,7 @@ func millionQueued(b *testing.B) *FSM {
 	f := New()
 	items := make([]BatchItem, MaxBatch)
 	for i := range items {
-		items[i] = BatchItem{Body: body256}
+		items[i] = BatchItem{Body: string(body256)}
 	}
 	batch := Command{Op: OpBatch, Time: 1700000000000, Queue: "jobs", Items: items}.Encode()
 	for i := range 1000 {

@@ -36,7 +36,7 @@ const MaxBatch = 1000
 // BatchItem is one message of a batch enqueue.
 type BatchItem struct {
 	ContentType string
-	Body        []byte
+	Body        string
 }
 
 // Command is a decoded state-machine operation. Time is the proposer's
@@ -148,7 +148,7 @@ func DecodeCommand(cmd []byte) (Command, error) {
 		}
 		c.Items = make([]BatchItem, 0, n)
 		for ; n > 0 && r.err == nil; n-- {
-			c.Items = append(c.Items, BatchItem{ContentType: r.string(), Body: r.copied()})
+			c.Items = append(c.Items, BatchItem{ContentType: r.string(), Body: string(r.aliased())})
 		}
 	case OpPopMany:
 		c.Max = r.uvarint()
@@ -288,8 +288,9 @@ func (r *reader) string() string {
 	return s
 }
 
-// copied reads a length-prefixed byte string into a new slice.
-func (r *reader) copied() []byte {
+// aliased reads a length-prefixed byte string; the result aliases the
+// command.
+func (r *reader) aliased() []byte {
 	if r.err != nil {
 		return nil
 	}
@@ -299,7 +300,7 @@ func (r *reader) copied() []byte {
 		return nil
 	}
 	end := k + int(n)
-	out := append([]byte(nil), r.b[k:end]...)
+	out := r.b[k:end:end]
 	r.b = r.b[end:]
 	return out
 }

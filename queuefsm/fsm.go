@@ -15,8 +15,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
-	"strconv"
 )
 
 // Limits (documented in the README).
@@ -90,7 +90,7 @@ type Origin struct {
 type Message struct {
 	ID          uint64
 	ContentType string
-	Body        []byte
+	Body        string
 	Deliveries  uint64  // times leased so far (pops do not count)
 	Origin      *Origin // set on dead letters
 }
@@ -144,35 +144,40 @@ type FSM struct {
 	// gen counts captures; records older than the last one are copied
 	// before they change (see Capture).
 	gen uint64
-	// contentTypes shares the strings of common content types among
-	// messages (a few dozen bytes each, a million times over).
-	contentTypes map[string]string
+	// metas shares the meta of messages without origin by content type
+	// (a few dozen bytes each, a million times over).
+	metas map[string]*msgMeta
 }
 
 // New returns an empty state machine.
 func New() *FSM {
-	return &FSM{queues: make(map[string]*queue), contentTypes: make(map[string]string)}
+	return &FSM{queues: make(map[string]*queue), metas: make(map[string]*msgMeta)}
 }
 
-// maxInterned bounds the content types shared; others are kept per message.
-const maxInterned = 256
+// maxShared bounds the content types whose meta is shared; messages of
+// others get one of their own.
+const maxShared = 256
 
-// intern returns the shared copy of content type ct.
-func (f *FSM) intern(ct string) string {
-	if f.contentTypes == nil {
-		f.contentTypes = make(map[string]string)
+// meta returns the shared meta of messages of content type ct.
+func (f *FSM) meta(ct string) *msgMeta {
+	if f.metas == nil {
+		f.metas = make(map[string]*msgMeta)
 	}
-	return internIn(f.contentTypes, ct)
+	return metaIn(f.metas, ct)
 }
 
-func internIn(m map[string]string, s string) string {
-	if v, ok := m[s]; ok {
-		return v
+func metaIn(shared map[string]*msgMeta, ct string) *msgMeta {
+	if ct == "" {
+		return nil
 	}
-	if len(m) < maxInterned {
-		m[s] = s
+	if m, ok := shared[ct]; ok {
+		return m
 	}
-	return s
+	m := &msgMeta{contentType: ct}
+	if len(shared) < maxShared {
+		shared[ct] = m
+	}
+	return m
 }
 
 // Now is the state machine's clock (Unix ms).
@@ -198,11 +203,13 @@ func (f *FSM) HasTimers() bool {
 	return false
 }
 
-// Apply executes one encoded command at raft index index and returns one of
+// Apply executes one encoded command and returns one of
 // the result types above, or an error wrapping ErrBadCommand,
 // ErrInvalidName, ErrInvalidArg, ErrNoMessage, ErrLeaseLost or
-// ErrKeyReused. Apply copies what it keeps, so cmd may be reused.
-func (f *FSM) Apply(index uint64, cmd []byte) any {
+// ErrKeyReused. seq must grow with each command (raftnode passes the raft
+// index); lease tokens are made from it. Apply copies what it keeps, so
+// cmd may be reused.
+func (f *FSM) Apply(seq uint64, cmd []byte) any {
 	c, err := DecodeCommand(cmd)
 	if err != nil {
 		return err
@@ -235,7 +242,7 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 		ids := make([]uint64, len(c.Items))
 		for i, it := range c.Items {
 			q.lastID++
-			m := &msg{id: q.lastID, contentType: f.intern(it.ContentType), body: it.Body, gen: f.gen}
+			m := &msg{id: q.lastID, meta: f.meta(it.ContentType), body: it.Body, gen: f.gen}
 			q.msgs.add(m)
 			q.makeReady(m, 0, 0)
 			ids[i] = m.id
@@ -291,12 +298,13 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 			return DequeueResult{}
 		}
 		m = q.own(f, m)
-		m.deliveries++
-		m.state, m.at = stateLeased, f.now+c.TTL
-		m.token = strconv.FormatUint(index, 36) + "." + strconv.FormatUint(m.id, 36)
+		if m.deliveries < math.MaxUint32 {
+			m.deliveries++
+		}
+		m.state, m.at, m.lease = stateLeased, f.now+c.TTL, seq
 		q.leasedN++
 		heap.Push(&q.timers, timer{at: m.at, id: m.id})
-		return DequeueResult{Message: m.public(), Found: true, Token: m.token, Expires: m.at}
+		return DequeueResult{Message: m.public(), Found: true, Token: m.token(), Expires: m.at}
 	}
 	m, err := q.leased(c.ID, c.Token)
 	if err != nil {
@@ -356,7 +364,7 @@ func (f *FSM) enqueue(c Command) any {
 		}
 	}
 	q.lastID++
-	m := &msg{id: q.lastID, contentType: f.intern(c.ContentType), body: append([]byte(nil), c.Body...), gen: f.gen}
+	m := &msg{id: q.lastID, meta: f.meta(c.ContentType), body: string(c.Body), gen: f.gen}
 	q.msgs.add(m)
 	q.makeReady(m, f.now+c.Delay, f.now)
 	if c.IdempotencyKey != "" {
@@ -379,7 +387,7 @@ func (f *FSM) expire(q *queue) {
 			q.delayedN--
 		}
 		m = q.own(f, m)
-		m.token = ""
+		m.lease = 0
 		m.state = stateReady
 		heap.Push(&q.ready, m.id)
 	}

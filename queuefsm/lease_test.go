@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
+	"unsafe"
 )
 
 // at applies c at time ms with a fresh index and returns the result.
@@ -246,6 +248,11 @@ func TestSnapshotKeepsLeaseState(t *testing.T) {
 	if err := b.f.Restore(snap); err != nil {
 		t.Fatal(err)
 	}
+	// A token handed out before the snapshot still holds its lease after.
+	ack := Command{Op: OpAck, Queue: "q", ID: tokens[2].Message.ID, Token: tokens[2].Token}
+	if ra, rb := a.at(165, ack), b.at(165, ack); !tokens[2].Found || ra != (Done{}) || rb != (Done{}) {
+		t.Fatalf("ack with a token from before the snapshot: %v, restored %v", ra, rb)
+	}
 	for step := range 60 {
 		ms := int64(170 + step*97)
 		var cmd Command
@@ -316,5 +323,30 @@ func TestCaptureIsUnaffectedByLaterCommands(t *testing.T) {
 	now, _ := a.f.Snapshot()
 	if bytes.Equal(now, want) {
 		t.Fatal("the commands after the capture changed nothing: the test proves nothing")
+	}
+}
+
+// A lease token names one lease of one message: another message's token,
+// a made-up one or a mangled one does not hold it.
+func TestForeignTokensDoNotHoldALease(t *testing.T) {
+	c := newClock(t)
+	c.put(1000, "q", "a")
+	c.put(1000, "q", "b")
+	a, b := c.lease(1000, "q", 30000), c.lease(1000, "q", 30000)
+	for _, tok := range []string{b.Token, "", "x", ".", a.Token + "0", "0." + a.Token, strings.ToUpper(a.Token) + "!"} {
+		if r := c.at(1001, Command{Op: OpAck, Queue: "q", ID: a.Message.ID, Token: tok}); !errIs(r, ErrLeaseLost) {
+			t.Errorf("ack of %d with token %q = %v, want ErrLeaseLost", a.Message.ID, tok, r)
+		}
+	}
+	if r := c.at(1002, Command{Op: OpAck, Queue: "q", ID: a.Message.ID, Token: a.Token}); r != (Done{}) {
+		t.Fatalf("ack with its own token = %v", r)
+	}
+}
+
+// A queue holds a million records: each must stay in the 64-byte size
+// class (see msg).
+func TestMessageRecordIs64Bytes(t *testing.T) {
+	if size := unsafe.Sizeof(msg{}); size > 64 {
+		t.Fatalf("msg is %d bytes, over 64", size)
 	}
 }

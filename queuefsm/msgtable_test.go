@@ -42,7 +42,7 @@ func TestMsgTableMatchesAMap(t *testing.T) {
 		case next > 0:
 			id := 1 + uint64(rng.IntN(int(next)))
 			if model[id] != nil {
-				c := &msg{id: id, deliveries: uint64(step)}
+				c := &msg{id: id, deliveries: uint32(step)}
 				tb.replace(c)
 				model[id] = c
 			}

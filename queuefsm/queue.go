@@ -3,6 +3,8 @@ package queuefsm
 import (
 	"container/heap"
 	"fmt"
+	"strconv"
+	"strings"
 )
 
 type msgState byte
@@ -13,17 +15,61 @@ const (
 	stateDelayed msgState = 2
 )
 
-// msg is a stored message and where it stands.
+// msg is a stored message and where it stands. A queue holds a million
+// of them, so the record is kept to 64 bytes (one size class): what most
+// messages share sits behind meta, and a lease's token is rebuilt from
+// the number of the command that took the lease.
 type msg struct {
-	id          uint64
+	id         uint64
+	body       string   // never changes
+	meta       *msgMeta // nil: no content type, no origin
+	at         int64    // leased: lease expiry; delayed: when it becomes ready
+	lease      uint64   // leased: the seq of the lease command (see token)
+	gen        uint64   // the FSM's gen when this record was made
+	deliveries uint32   // saturates
+	state      msgState
+}
+
+// msgMeta is what messages share: their content type and, for dead
+// letters, where they come from. It never changes once made.
+type msgMeta struct {
 	contentType string
-	body        []byte
-	deliveries  uint64
 	origin      *Origin
-	state       msgState
-	at          int64  // leased: lease expiry; delayed: when it becomes ready
-	token       string // leased: the lease's token
-	gen         uint64 // the FSM's gen when this record was made
+}
+
+func (m *msg) contentType() string {
+	if m.meta == nil {
+		return ""
+	}
+	return m.meta.contentType
+}
+
+func (m *msg) origin() *Origin {
+	if m.meta == nil {
+		return nil
+	}
+	return m.meta.origin
+}
+
+// token is the lease token of a leased message: the lease command's seq
+// and the message id, in base 36, so that every lease of a message has a
+// token of its own.
+func (m *msg) token() string {
+	if m.state != stateLeased {
+		return ""
+	}
+	return strconv.FormatUint(m.lease, 36) + "." + strconv.FormatUint(m.id, 36)
+}
+
+// parseToken returns the lease seq and message id a token names.
+func parseToken(token string) (lease, id uint64, ok bool) {
+	a, b, found := strings.Cut(token, ".")
+	if !found {
+		return 0, 0, false
+	}
+	lease, err1 := strconv.ParseUint(a, 36, 64)
+	id, err2 := strconv.ParseUint(b, 36, 64)
+	return lease, id, err1 == nil && err2 == nil
 }
 
 // own returns m fit to be changed. A record made before the last Capture
@@ -39,7 +85,7 @@ func (q *queue) own(f *FSM, m *msg) *msg {
 }
 
 func (m *msg) public() Message {
-	return Message{ID: m.id, ContentType: m.contentType, Body: m.body, Deliveries: m.deliveries, Origin: m.origin}
+	return Message{ID: m.id, ContentType: m.contentType(), Body: m.body, Deliveries: uint64(m.deliveries), Origin: m.origin()}
 }
 
 // queue keeps every stored message by id. Ready ids sit in a min-heap, so
@@ -81,7 +127,7 @@ func newQueue(name string) *queue {
 // makeReady puts m in line: at once, or when readyAt comes. m must be
 // owned (see own).
 func (q *queue) makeReady(m *msg, readyAt, now int64) {
-	m.token = ""
+	m.lease = 0
 	if readyAt > now {
 		m.state, m.at = stateDelayed, readyAt
 		q.delayedN++
@@ -101,7 +147,7 @@ func (q *queue) nextReady(f *FSM) *msg {
 		if m == nil || m.state != stateReady {
 			continue
 		}
-		if q.maxDeliveries > 0 && m.deliveries >= q.maxDeliveries {
+		if q.maxDeliveries > 0 && uint64(m.deliveries) >= q.maxDeliveries {
 			q.deadLetter(f, m)
 			continue
 		}
@@ -119,8 +165,8 @@ func (q *queue) deadLetter(f *FSM, m *msg) {
 	}
 	d := f.queue(q.dlq)
 	d.lastID++
-	origin := &Origin{Queue: q.name, ID: m.id, Deliveries: m.deliveries}
-	dm := &msg{id: d.lastID, contentType: m.contentType, body: m.body, origin: origin, gen: f.gen}
+	meta := &msgMeta{contentType: m.contentType(), origin: &Origin{Queue: q.name, ID: m.id, Deliveries: uint64(m.deliveries)}}
+	dm := &msg{id: d.lastID, body: m.body, meta: meta, gen: f.gen}
 	d.msgs.add(dm)
 	d.makeReady(dm, 0, 0)
 }
@@ -139,7 +185,7 @@ func (q *queue) leased(id uint64, token string) (*msg, error) {
 	if m == nil {
 		return nil, fmt.Errorf("%w: %d", ErrNoMessage, id)
 	}
-	if m.state != stateLeased || m.token != token {
+	if lease, tid, ok := parseToken(token); !ok || tid != id || m.state != stateLeased || m.lease != lease {
 		return nil, fmt.Errorf("%w: message %d", ErrLeaseLost, id)
 	}
 	return m, nil

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 )
 
@@ -93,20 +94,19 @@ func (f *FSM) view(share bool) func(io.Writer) error {
 			e.uvarint(uint64(q.n))
 			q.msgs.each(func(m *msg) {
 				e.uvarint(m.id)
-				e.string(m.contentType)
-				e.uvarint(uint64(len(m.body)))
-				e.raw(m.body)
-				e.uvarint(m.deliveries)
+				e.string(m.contentType())
+				e.string(m.body)
+				e.uvarint(uint64(m.deliveries))
 				e.byte(byte(m.state))
 				e.varint(m.at)
-				e.string(m.token)
-				if m.origin == nil {
+				e.string(m.token())
+				if o := m.origin(); o == nil {
 					e.byte(0)
 				} else {
 					e.byte(1)
-					e.string(m.origin.Queue)
-					e.uvarint(m.origin.ID)
-					e.uvarint(m.origin.Deliveries)
+					e.string(o.Queue)
+					e.uvarint(o.ID)
+					e.uvarint(o.Deliveries)
 				}
 			})
 			e.uvarint(uint64(len(q.keys)))
@@ -145,7 +145,7 @@ func (f *FSM) RestoreFrom(src io.Reader) error {
 	if version == snapshotVersion {
 		now = r.varint()
 	}
-	interned := make(map[string]string)
+	shared := make(map[string]*msgMeta)
 	queues := make(map[string]*queue)
 	for n := r.uvarint(); n > 0 && r.err == nil; n-- {
 		q := newQueue(r.string())
@@ -155,11 +155,21 @@ func (f *FSM) RestoreFrom(src io.Reader) error {
 		}
 		var ms []*msg
 		for count := r.uvarint(); count > 0 && r.err == nil; count-- {
-			m := &msg{id: r.uvarint(), contentType: internIn(interned, r.string()), body: r.bytes(), gen: f.gen}
+			m := &msg{id: r.uvarint(), gen: f.gen}
+			ct := r.string()
+			m.body, m.meta = r.string(), metaIn(shared, ct)
 			if version == snapshotVersion {
-				m.deliveries, m.state, m.at, m.token = r.uvarint(), msgState(r.byte()), r.varint(), r.string()
+				deliveries, state, at, token := r.uvarint(), msgState(r.byte()), r.varint(), r.string()
+				m.deliveries, m.state, m.at = uint32(min(deliveries, math.MaxUint32)), state, at
+				if state == stateLeased {
+					lease, id, ok := parseToken(token)
+					if !ok || id != m.id {
+						r.err = fmt.Errorf("message %d: lease token %q", m.id, token)
+					}
+					m.lease = lease
+				}
 				if r.byte() == 1 {
-					m.origin = &Origin{Queue: r.string(), ID: r.uvarint(), Deliveries: r.uvarint()}
+					m.meta = &msgMeta{contentType: ct, origin: &Origin{Queue: r.string(), ID: r.uvarint(), Deliveries: r.uvarint()}}
 				}
 			}
 			ms = append(ms, m)
@@ -195,7 +205,7 @@ func (f *FSM) RestoreFrom(src io.Reader) error {
 	if r.err != nil {
 		return fmt.Errorf("%w: %w", ErrBadSnapshot, r.err)
 	}
-	f.queues, f.now = queues, now
+	f.queues, f.now, f.metas = queues, now, shared
 	return nil
 }
 
