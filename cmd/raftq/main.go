@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -106,14 +105,9 @@ func newLogger(level string) (*zap.Logger, error) {
 	return zc.Build()
 }
 
-// defaultGOGC is the garbage collector's target unless GOGC is set: a
-// node's heap is mostly queued messages, which live long, so the usual
-// 100 (peak heap twice the live heap) wastes memory a deep queue needs.
-const defaultGOGC = 50
-
 func main() {
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(defaultGOGC)
+		go tuneGC(context.Background())
 	}
 	c, err := parseFlags(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
