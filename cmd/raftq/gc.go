@@ -35,22 +35,15 @@ func tuneGC(ctx context.Context) {
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	current := gcMaxPercent
 	debug.SetGCPercent(current)
-	t := time.NewTicker(gcTuneEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, gcTuneEvery, func() {
 		metrics.Read(sample)
 		if sample[0].Value.Kind() != metrics.KindUint64 {
-			return
+			return // not measured by this Go runtime
 		}
 		// Small changes are not worth a call.
 		if p := gcPercentFor(sample[0].Value.Uint64()); p*10 < current*9 || p*10 > current*11 {
 			debug.SetGCPercent(p)
 			current = p
 		}
-	}
+	})
 }

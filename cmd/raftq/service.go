@@ -153,16 +153,9 @@ func (s *service) Queues(ctx context.Context) ([]httpapi.QueueInfo, error) {
 // pending: the leader proposes a tick every interval, so leases expire and
 // delayed messages become ready without client traffic.
 func (s *service) tick(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, interval, func() {
 		if s.node.Status().Leader != s.node.ID() {
-			continue
+			return
 		}
 		pending := false
 		s.node.View(func() { pending = s.fsm.HasTimers() })
@@ -171,6 +164,20 @@ func (s *service) tick(ctx context.Context, interval time.Duration) {
 			s.propose(pctx, queuefsm.Command{Op: queuefsm.OpTick})
 			cancel()
 		}
+	})
+}
+
+// every calls fn at each interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, fn func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fn()
 	}
 }
 
