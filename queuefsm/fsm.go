@@ -158,14 +158,8 @@ func New() *FSM {
 // others get one of their own.
 const maxShared = 256
 
-// meta returns the shared meta of messages of content type ct.
-func (f *FSM) meta(ct string) *msgMeta {
-	if f.metas == nil {
-		f.metas = make(map[string]*msgMeta)
-	}
-	return metaIn(f.metas, ct)
-}
-
+// metaIn returns the meta of messages of content type ct, shared through
+// shared while it holds fewer than maxShared.
 func metaIn(shared map[string]*msgMeta, ct string) *msgMeta {
 	if ct == "" {
 		return nil
@@ -242,7 +236,7 @@ func (f *FSM) Apply(seq uint64, cmd []byte) any {
 		ids := make([]uint64, len(c.Items))
 		for i, it := range c.Items {
 			q.lastID++
-			m := &msg{id: q.lastID, meta: f.meta(it.ContentType), body: it.Body, gen: f.gen}
+			m := &msg{id: q.lastID, meta: metaIn(f.metas, it.ContentType), body: it.Body, gen: f.gen}
 			q.msgs.add(m)
 			q.makeReady(m, 0, 0)
 			ids[i] = m.id
@@ -364,7 +358,7 @@ func (f *FSM) enqueue(c Command) any {
 		}
 	}
 	q.lastID++
-	m := &msg{id: q.lastID, meta: f.meta(c.ContentType), body: string(c.Body), gen: f.gen}
+	m := &msg{id: q.lastID, meta: metaIn(f.metas, c.ContentType), body: string(c.Body), gen: f.gen}
 	q.msgs.add(m)
 	q.makeReady(m, f.now+c.Delay, f.now)
 	if c.IdempotencyKey != "" {
