@@ -58,16 +58,16 @@ func (v tableView) each(fn func(m *msg)) {
 
 func (t *msgTable) len() int { return t.n }
 
-// find returns where id is stored: its chunk and slot, and whether the
-// slot holds it (possibly as a hole).
-func (t *msgTable) find(id uint64) (int, int, bool) {
-	ci := sort.Search(len(t.chunks), func(i int) bool { return t.chunks[i].slots[0].id > id }) - 1
+// find returns where the message with id is stored: its chunk and slot;
+// ok is false when it is not stored (a hole counts as not stored).
+func (t *msgTable) find(id uint64) (ci, si int, ok bool) {
+	ci = sort.Search(len(t.chunks), func(i int) bool { return t.chunks[i].slots[0].id > id }) - 1
 	if ci < 0 {
 		return 0, 0, false
 	}
 	ss := t.chunks[ci].slots
-	si := sort.Search(len(ss), func(i int) bool { return ss[i].id >= id })
-	return ci, si, si < len(ss) && ss[si].id == id
+	si = sort.Search(len(ss), func(i int) bool { return ss[i].id >= id })
+	return ci, si, si < len(ss) && ss[si].id == id && ss[si].m != nil
 }
 
 // get returns the message with id, or nil.
@@ -119,7 +119,7 @@ func (t *msgTable) add(m *msg) {
 // replace swaps the stored record of m.id for m.
 func (t *msgTable) replace(m *msg) {
 	ci, si, ok := t.find(m.id)
-	if !ok || t.chunks[ci].slots[si].m == nil {
+	if !ok {
 		panic("queuefsm: replacing a message that is not stored")
 	}
 	t.own(ci).slots[si].m = m
@@ -128,7 +128,7 @@ func (t *msgTable) replace(m *msg) {
 // remove deletes the message with id, if stored.
 func (t *msgTable) remove(id uint64) {
 	ci, si, ok := t.find(id)
-	if !ok || t.chunks[ci].slots[si].m == nil {
+	if !ok {
 		return
 	}
 	c := t.own(ci)

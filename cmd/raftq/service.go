@@ -338,9 +338,12 @@ func newNotifyingFSM() *notifyingFSM {
 
 func (f *notifyingFSM) Apply(index uint64, cmd []byte) any {
 	res := f.FSM.Apply(index, cmd)
-	queue, tick := queuefsm.QueueOf(cmd)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if len(f.waiters) == 0 { // no long poll waits: skip reading the queue name again
+		return res
+	}
+	queue, tick := queuefsm.QueueOf(cmd)
 	if tick { // expiries anywhere
 		f.wakeAll()
 		return res
