@@ -293,14 +293,16 @@ func (n *Node) TransferLeadership(ctx context.Context, id uint64) error {
 	if err := n.waitStarted(ctx); err != nil {
 		return err
 	}
-	if n.lead.Load() != id && !n.active(id) {
-		// raft would hold proposals for an election timeout waiting for
-		// a transfer that cannot finish.
-		return fmt.Errorf("%w: node %d is not reachable", ErrUnreachable, id)
-	}
 	tick := time.NewTicker(n.cfg.TickInterval)
 	defer tick.Stop()
 	for lead := n.lead.Load(); lead != id; lead = n.lead.Load() {
+		if !n.active(id) {
+			// raft would hold proposals for an election timeout waiting
+			// for a transfer that cannot finish. Checked at every round:
+			// a target that dies just before or during the transfer is
+			// noticed by the transport a moment later.
+			return fmt.Errorf("%w: node %d is not reachable", ErrUnreachable, id)
+		}
 		if lead != raft.None {
 			n.raft.TransferLeadership(ctx, lead, id)
 		}
