@@ -143,12 +143,21 @@ func main() {
 }
 
 // run serves until ctx ends (a signal) or the node fails.
-func run(ctx context.Context, c config, lg *zap.Logger) error {
+func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
+	clk, err := newClock()
+	if err != nil {
+		return err
+	}
 	store, err := wal.Open(lg.Named("wal"), c.dataDir, c.raft.ID)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer func() {
+		// The last fsync: an error here may have lost what was acknowledged.
+		if err := store.Close(); err != nil && failure == nil {
+			failure = err
+		}
+	}()
 	fsm := newNotifyingFSM()
 	node, err := raftnode.New(c.raft, store, fsm)
 	if err != nil {
@@ -163,7 +172,7 @@ func run(ctx context.Context, c config, lg *zap.Logger) error {
 		peerL.Close()
 		return fmt.Errorf("api listener: %w", err)
 	}
-	svc := &service{node: node, fsm: fsm}
+	svc := &service{node: node, fsm: fsm, clock: clk}
 	api := &http.Server{
 		Handler:           httpapi.NewRouter(svc, svc, lg.Named("http"), httpapi.Options{MaxMessageBytes: c.maxMessage, RequestTimeout: c.requestTimeout}),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -194,7 +203,6 @@ func run(ctx context.Context, c config, lg *zap.Logger) error {
 	lg.Info("raftq serving", zap.Uint64("id", c.raft.ID), zap.String("api", c.apiAddr),
 		zap.String("peer", c.listenPeer), zap.String("data-dir", c.dataDir))
 
-	var failure error
 	nodeDone := false
 	select {
 	case <-ctx.Done():
@@ -203,7 +211,10 @@ func run(ctx context.Context, c config, lg *zap.Logger) error {
 		nodeDone = true
 	case failure = <-serveErr:
 	}
-	// Finish in-flight client requests first, then stop raft, then peers.
+	// Answer long polls now (nothing taken is lost: a take under way
+	// finishes), finish in-flight client requests, then stop raft, then
+	// peers.
+	svc.stopWaiting()
 	shutdown(api, 5*time.Second)
 	stopNode()
 	if !nodeDone {

@@ -18,8 +18,9 @@ import (
 // service implements httpapi.Queue and httpapi.Cluster over a raft node and
 // the queue state machine it replicates.
 type service struct {
-	node *raftnode.Node
-	fsm  *notifyingFSM
+	node  *raftnode.Node
+	fsm   *notifyingFSM
+	clock clock
 }
 
 // propose stamps c with this node's clock and replicates it.
@@ -29,7 +30,7 @@ func (s *service) propose(ctx context.Context, c queuefsm.Command) (raftnode.App
 			return raftnode.Applied{}, err
 		}
 	}
-	c.Time = time.Now().UnixMilli()
+	c.Time = s.clock.now()
 	a, err := s.node.Propose(ctx, c.Encode())
 	if err != nil {
 		return a, unavailable(err)
@@ -387,3 +388,6 @@ func (f *notifyingFSM) changed(queue string) <-chan struct{} {
 	}
 	return ch
 }
+
+// stopWaiting answers every long poll at once (shutdown).
+func (s *service) stopWaiting() {}
