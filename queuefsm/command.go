@@ -42,8 +42,13 @@ type BatchItem struct {
 // Command is a decoded state-machine operation. Time is the proposer's
 // wall clock in Unix milliseconds; the other fields are used per Op.
 type Command struct {
-	Op              Op
-	Time            int64
+	Op   Op
+	Time int64
+	// Proposer is the node that stamped Time, Epoch names that node's run
+	// (its start, Unix ms): the clock moves by how far one run's stamps
+	// advance, not by where they stand (see FSM.advance).
+	Proposer        uint64
+	Epoch           int64
 	Queue           string
 	ContentType     string      // enqueue
 	IdempotencyKey  string      // enqueue

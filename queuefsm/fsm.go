@@ -109,6 +109,7 @@ type DequeueResult struct {
 	Found   bool
 	Token   string
 	Expires int64
+	Now     int64 // the state machine's clock when applied
 }
 
 // BatchResult is Apply's result for a batch enqueue: the ids, in order.
@@ -124,6 +125,7 @@ type PopManyResult struct {
 // LeaseResult is Apply's result for an extend: the new expiry.
 type LeaseResult struct {
 	Expires int64
+	Now     int64 // the state machine's clock when applied
 }
 
 // Done is Apply's result for an ack, a release, a configure or a tick.

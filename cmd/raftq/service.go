@@ -30,7 +30,7 @@ func (s *service) propose(ctx context.Context, c queuefsm.Command) (raftnode.App
 			return raftnode.Applied{}, err
 		}
 	}
-	c.Time = s.clock.now()
+	c.Time, c.Proposer, c.Epoch = s.clock.now(), s.node.ID(), s.clock.epoch
 	a, err := s.node.Propose(ctx, c.Encode())
 	if err != nil {
 		return a, unavailable(err)
@@ -102,7 +102,7 @@ func (s *service) Lease(ctx context.Context, queue string, ttl time.Duration) (h
 		return httpapi.Lease{}, false, httpapi.LogPosition{}, err
 	}
 	r, err := result[queuefsm.DequeueResult](a)
-	return httpapi.Lease{Message: apiMessage(r.Message), Token: r.Token, Expires: time.UnixMilli(r.Expires)}, r.Found, position(a), err
+	return httpapi.Lease{Message: apiMessage(r.Message), Token: r.Token, Expires: localTime(r.Expires, r.Now)}, r.Found, position(a), err
 }
 
 func (s *service) Ack(ctx context.Context, queue string, id uint64, token string) (httpapi.LogPosition, error) {
@@ -132,7 +132,14 @@ func (s *service) Extend(ctx context.Context, queue string, id uint64, token str
 		return time.Time{}, httpapi.LogPosition{}, err
 	}
 	r, err := result[queuefsm.LeaseResult](a)
-	return time.UnixMilli(r.Expires), position(a), err
+	return localTime(r.Expires, r.Now), position(a), err
+}
+
+// localTime turns a time of the state machine's clock into this node's
+// wall clock: that clock runs at the pace of real time but may stand apart
+// from any node's wall clock, so only the distance from its now counts.
+func localTime(at, now int64) time.Time {
+	return time.Now().Add(time.Duration(at-now) * time.Millisecond)
 }
 
 func (s *service) Changed(queue string) <-chan struct{} { return s.fsm.changed(queue) }
