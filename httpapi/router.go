@@ -21,6 +21,10 @@ const (
 	DefaultMaxMessageBytes = 1 << 20
 	DefaultRequestTimeout  = 5 * time.Second
 	MaxContentTypeLen      = 256
+	// DefaultMaxWaiters bounds the long polls waiting at once on one node
+	// (each holds a connection and a goroutine); past it a poll answers
+	// 429 at once.
+	DefaultMaxWaiters = 10000
 	defaultContentType     = "application/octet-stream"
 )
 
@@ -28,6 +32,7 @@ const (
 type Options struct {
 	MaxMessageBytes int64         // largest message body accepted
 	RequestTimeout  time.Duration // deadline for each replicated operation
+	MaxWaiters      int           // long polls waiting at once
 }
 
 func (o Options) withDefaults() Options {
@@ -36,6 +41,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = DefaultRequestTimeout
+	}
+	if o.MaxWaiters <= 0 {
+		o.MaxWaiters = DefaultMaxWaiters
 	}
 	return o
 }

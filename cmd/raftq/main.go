@@ -35,6 +35,7 @@ type config struct {
 	dataDir        string
 	maxMessage     int64
 	requestTimeout time.Duration
+	maxWaiters     int
 	logLevel       string
 	pprofAddr      string
 }
@@ -53,6 +54,7 @@ func parseFlags(args []string) (config, error) {
 	fs.Uint64Var(&c.raft.SnapshotCount, "snapshot-count", raftnode.DefaultSnapshotCount, "applied entries between snapshots")
 	fs.Uint64Var(&c.raft.SnapshotBytes, "snapshot-bytes", raftnode.DefaultSnapshotBytes, "bytes of applied entries that trigger a snapshot before --snapshot-count entries (0: count only)")
 	fs.Int64Var(&c.maxMessage, "max-message-bytes", httpapi.DefaultMaxMessageBytes, "largest message body accepted (413 above)")
+	fs.IntVar(&c.maxWaiters, "max-waiters", httpapi.DefaultMaxWaiters, "long polls waiting at once on this node; more answer 429 at once")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", httpapi.DefaultRequestTimeout, "deadline for each replicated operation (503 after)")
 	fs.DurationVar(&c.raft.TickInterval, "tick", raftnode.DefaultTickInterval, "raft tick (heartbeat interval)")
 	fs.IntVar(&c.raft.ElectionTicks, "election-ticks", raftnode.DefaultElectionTicks, "ticks without a leader before an election")
@@ -85,6 +87,9 @@ func (c config) validate() error {
 	}
 	if c.maxMessage <= 0 {
 		return errors.New("--max-message-bytes must be positive")
+	}
+	if c.maxWaiters <= 0 {
+		return errors.New("--max-waiters must be positive")
 	}
 	if c.requestTimeout <= 0 {
 		return errors.New("--request-timeout must be positive")
@@ -174,7 +179,7 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 	}
 	svc := &service{node: node, fsm: fsm, clock: clk}
 	api := &http.Server{
-		Handler:           httpapi.NewRouter(svc, svc, lg.Named("http"), httpapi.Options{MaxMessageBytes: c.maxMessage, RequestTimeout: c.requestTimeout}),
+		Handler:           httpapi.NewRouter(svc, svc, lg.Named("http"), httpapi.Options{MaxMessageBytes: c.maxMessage, RequestTimeout: c.requestTimeout, MaxWaiters: c.maxWaiters}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      httpapi.MaxWait + c.requestTimeout + 30*time.Second, // long polls
