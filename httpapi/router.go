@@ -24,8 +24,8 @@ const (
 	// DefaultMaxWaiters bounds the long polls waiting at once on one node
 	// (each holds a connection and a goroutine); past it a poll answers
 	// 429 at once.
-	DefaultMaxWaiters = 10000
-	defaultContentType     = "application/octet-stream"
+	DefaultMaxWaiters  = 10000
+	defaultContentType = "application/octet-stream"
 )
 
 // Options tune the router; zero fields take the defaults.
