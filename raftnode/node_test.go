@@ -77,7 +77,7 @@ func newClusterWith(t *testing.T, size int, set func(*cluster)) *cluster {
 func (c *cluster) start(i int) {
 	t := c.t
 	id := uint64(i + 1)
-	store, err := wal.Open(zap.NewNop(), c.dirs[i], id)
+	store, err := wal.Open(zap.NewNop(), c.dirs[i], id, func() (uint64, error) { return wal.LegacyClusterID, nil })
 	if err != nil {
 		t.Fatalf("node %d: %v", id, err)
 	}

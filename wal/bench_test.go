@@ -13,7 +13,7 @@ import (
 func BenchmarkSave(b *testing.B) {
 	for _, n := range []int{1, 64} {
 		b.Run(map[int]string{1: "1entry", 64: "64entries"}[n], func(b *testing.B) {
-			s, err := Open(zap.NewNop(), b.TempDir(), 1)
+			s, err := Open(zap.NewNop(), b.TempDir(), 1, clusterID(testClusterID))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -31,12 +31,18 @@ const keepFiles = 5
 // ErrWrongNode reports a data directory that belongs to another node id.
 var ErrWrongNode = errors.New("wal: data dir belongs to another node")
 
+// LegacyClusterID is the cluster id of every cluster whose WAL was created
+// before the cluster id was stored in it: such a WAL's metadata holds the
+// node id only.
+const LegacyClusterID uint64 = 0x7261667471
+
 // Store is the durable raft state of one node. It is not safe for
 // concurrent use: the raft goroutine owns it.
 type Store struct {
 	lg          *zap.Logger
 	walDir      string
 	snapDir     string
+	clusterID   uint64
 	w           *etcdwal.WAL
 	snapshotter *snap.Snapshotter
 	mem         *raft.MemoryStorage
@@ -48,39 +54,90 @@ type Store struct {
 	snapMu sync.Mutex
 }
 
-// Open opens the data directory of node id, creating it when it does not
-// exist, and replays the WAL and the snapshot it names into memory. A torn
-// record at the end of the WAL (a crash mid-write) is repaired by
-// truncation; any other corruption is an error and nothing is started.
-func Open(lg *zap.Logger, dir string, id uint64) (*Store, error) {
+// Open opens the data directory of node id and replays the WAL and the
+// snapshot it names into memory. A torn record at the end of the WAL (a
+// crash mid-write) is repaired by truncation; any other corruption is an
+// error and nothing is started.
+//
+// When dir holds no WAL yet, Open first calls newClusterID (which may
+// block, asking peers) and only then creates the WAL, recording id and the
+// cluster id in its metadata; an error from newClusterID, or a nil
+// newClusterID, leaves no WAL behind. On an existing WAL newClusterID is
+// not called: the cluster id is the one recorded (LegacyClusterID for a
+// WAL that records none).
+func Open(lg *zap.Logger, dir string, id uint64, newClusterID func() (uint64, error)) (*Store, error) {
 	s := &Store{
 		lg:      lg,
 		walDir:  filepath.Join(dir, "wal"),
 		snapDir: filepath.Join(dir, "snap"),
 		mem:     raft.NewMemoryStorage(),
 	}
-	if err := fileutil.TouchDirAll(lg, s.snapDir); err != nil {
-		return nil, fmt.Errorf("wal: create snap dir: %w", err)
-	}
 	s.snapshotter = snap.New(lg, s.snapDir)
-	meta := binary.BigEndian.AppendUint64(nil, id)
 	if !etcdwal.Exist(s.walDir) {
-		w, err := etcdwal.Create(lg, s.walDir, meta)
-		if err != nil {
-			return nil, fmt.Errorf("wal: create: %w", err)
+		if err := s.create(id, newClusterID); err != nil {
+			return nil, err
 		}
-		s.w = w
 		return s, nil
 	}
 	s.existed = true
-	if err := s.replay(meta); err != nil {
+	if err := s.makeSnapDir(); err != nil {
+		return nil, err
+	}
+	if err := s.replay(id); err != nil {
+		if s.w != nil {
+			s.w.Close()
+		}
 		return nil, err
 	}
 	return s, nil
 }
 
+// create makes a new WAL for node id in a cluster whose id newClusterID
+// gives; nothing is written before that id is known.
+func (s *Store) create(id uint64, newClusterID func() (uint64, error)) error {
+	if newClusterID == nil {
+		return fmt.Errorf("wal: %s holds no WAL and Open was given no way to learn the cluster id", s.walDir)
+	}
+	cid, err := newClusterID()
+	if err != nil {
+		return fmt.Errorf("wal: cluster id for a new WAL: %w", err)
+	}
+	if cid == 0 {
+		return errors.New("wal: cluster id for a new WAL: got 0, which is not a cluster id")
+	}
+	if err := s.makeSnapDir(); err != nil {
+		return err
+	}
+	meta := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, id), cid)
+	w, err := etcdwal.Create(s.lg, s.walDir, meta)
+	if err != nil {
+		return fmt.Errorf("wal: create: %w", err)
+	}
+	s.w, s.clusterID = w, cid
+	return nil
+}
+
+func (s *Store) makeSnapDir() error {
+	if err := fileutil.TouchDirAll(s.lg, s.snapDir); err != nil {
+		return fmt.Errorf("wal: create snap dir: %w", err)
+	}
+	return nil
+}
+
+// parseMeta reads a WAL's metadata: node id then cluster id, 8 bytes
+// big-endian each; or the node id alone, in a WAL from before cluster ids.
+func parseMeta(meta []byte) (node, cluster uint64, err error) {
+	switch len(meta) {
+	case 16:
+		return binary.BigEndian.Uint64(meta), binary.BigEndian.Uint64(meta[8:]), nil
+	case 8:
+		return binary.BigEndian.Uint64(meta), LegacyClusterID, nil
+	}
+	return 0, 0, fmt.Errorf("wal: metadata of %d bytes, want 16 (node and cluster id) or 8 (node id)", len(meta))
+}
+
 // replay loads the newest snapshot the WAL names, then the WAL after it.
-func (s *Store) replay(meta []byte) error {
+func (s *Store) replay(id uint64) error {
 	walSnaps, err := etcdwal.ValidSnapshotEntries(s.lg, s.walDir)
 	if err != nil {
 		return fmt.Errorf("wal: scan snapshot records: %w", err)
@@ -114,10 +171,14 @@ func (s *Store) replay(meta []byte) error {
 	if err != nil {
 		return err
 	}
-	if string(gotMeta) != string(meta) {
-		s.w.Close()
-		return fmt.Errorf("%w: dir %s was created by node %x, this is node %x", ErrWrongNode, s.walDir, gotMeta, meta)
+	node, cluster, err := parseMeta(gotMeta)
+	if err != nil {
+		return err
 	}
+	if node != id {
+		return fmt.Errorf("%w: dir %s was created by node %d, this is node %d", ErrWrongNode, s.walDir, node, id)
+	}
+	s.clusterID = cluster
 	if snapshot != nil {
 		if err := s.mem.ApplySnapshot(snapshot); err != nil {
 			return fmt.Errorf("wal: apply snapshot to memory: %w", err)
@@ -161,6 +222,9 @@ func (s *Store) readWAL(walSnap *walpb.Snapshot) ([]byte, *raftpb.HardState, []*
 		repaired = true
 	}
 }
+
+// ClusterID is the id of the cluster this node's WAL belongs to.
+func (s *Store) ClusterID() uint64 { return s.clusterID }
 
 // Existed reports whether Open found an existing WAL (a restart).
 func (s *Store) Existed() bool { return s.existed }

@@ -2,6 +2,7 @@ package wal
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -29,7 +30,7 @@ func hardState(term, commit uint64) *raftpb.HardState {
 
 func mustOpen(t *testing.T, dir string) *Store {
 	t.Helper()
-	s, err := Open(zaptest.NewLogger(t), dir, 1)
+	s, err := Open(zaptest.NewLogger(t), dir, 1, clusterID(testClusterID))
 	if err != nil {
 		t.Fatalf("open %s: %v", dir, err)
 	}
@@ -150,12 +151,20 @@ func TestCorruptionInsideTheLogRefusesToStart(t *testing.T) {
 
 	path := walFile(t, dir)
 	b, _ := os.ReadFile(path)
-	mid := dataEnd(t, path) / 2
-	b[mid] ^= 0x40
+	// A bit of the middle record's data, which its CRC covers (a raw
+	// middle offset can land on a bit no reader uses, such as above 32
+	// bits in a CRC's varint).
+	var frames []int64
+	for off := int64(0); readFrame(b, off) != nil; off = readFrame(b, off).next {
+		frames = append(frames, off)
+	}
+	mid := frames[len(frames)/2]
+	recBytes := int64(binary.LittleEndian.Uint64(b[mid:]) &^ (uint64(0xff) << 56))
+	b[mid+8+recBytes-1] ^= 0x40 // data is a record's last field
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(zaptest.NewLogger(t), dir, 1); err == nil {
+	if _, err := Open(zaptest.NewLogger(t), dir, 1, clusterID(testClusterID)); err == nil {
 		t.Fatal("opened a WAL with a flipped bit in the middle")
 	}
 }
@@ -212,7 +221,7 @@ func TestDamageBeforeTheLastRecordIsNeverRepaired(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "wal", filepath.Base(path)), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		st, err := Open(zap.NewNop(), dir, 1)
+		st, err := Open(zap.NewNop(), dir, 1, clusterID(testClusterID))
 		if err != nil {
 			refused++
 			continue
@@ -383,7 +392,7 @@ func TestDataDirOfAnotherNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if _, err := Open(zaptest.NewLogger(t), dir, 2); !errors.Is(err, ErrWrongNode) {
+	if _, err := Open(zaptest.NewLogger(t), dir, 2, clusterID(testClusterID)); !errors.Is(err, ErrWrongNode) {
 		t.Fatalf("err = %v, want ErrWrongNode", err)
 	}
 }

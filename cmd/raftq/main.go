@@ -153,7 +153,7 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 	if err != nil {
 		return err
 	}
-	store, err := wal.Open(lg.Named("wal"), c.dataDir, c.raft.ID)
+	store, err := wal.Open(lg.Named("wal"), c.dataDir, c.raft.ID, func() (uint64, error) { return wal.LegacyClusterID, nil })
 	if err != nil {
 		return err
 	}
