@@ -11,6 +11,10 @@ import (
 // Errors that implementations of Queue and Cluster wrap so that the API can
 // choose a status. Any other error is a 500.
 var (
+	// ErrStopping: the node is shutting down; long polls answer at once.
+	ErrStopping = errors.New("node is shutting down")
+	// ErrTooManyWaiters: too many long polls wait on this node (429).
+	ErrTooManyWaiters = errors.New("too many waiting requests")
 	// ErrInvalid: the request is malformed (400).
 	ErrInvalid = errors.New("invalid request")
 	// ErrUnavailable: no quorum, no leader, or the deadline passed (503).
@@ -121,10 +125,18 @@ type Queue interface {
 	Configure(ctx context.Context, queue string, cfg QueueConfig) (LogPosition, error)
 	// Queues lists every queue, sorted by name.
 	Queues(ctx context.Context) ([]QueueInfo, error)
-	// Changed returns a channel closed when queue may have a message
-	// ready: long polls wait on it instead of polling the log.
-	Changed(queue string) <-chan struct{}
+	// AwaitReady waits, proposing nothing, until a message may be ready in
+	// queue for this caller: it returns a Turn, whose Done the caller calls
+	// once its take is over (found or not). It returns ctx's error when
+	// ctx ends first, and ErrStopping when the node shuts down.
+	AwaitReady(ctx context.Context, queue string) (Turn, error)
+	// HasReady reports, after a read barrier (no log entry), whether queue
+	// has a ready message.
+	HasReady(ctx context.Context, queue string) (bool, error)
 }
+
+// Turn is a long poll's right to take one message; see Queue.AwaitReady.
+type Turn interface{ Done() }
 
 // Node is one member as /mgmt/nodes shows it.
 type Node struct {

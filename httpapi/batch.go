@@ -73,8 +73,8 @@ func (a *api) enqueueBatch(w http.ResponseWriter, r *http.Request) {
 		if ct == "" {
 			ct = defaultContentType
 		}
-		if len(ct) > MaxContentTypeLen {
-			a.fail(w, fmt.Errorf("%w: message %d: content_type is longer than %d bytes", ErrInvalid, i, MaxContentTypeLen))
+		if err := checkContentType(ct); err != nil {
+			a.fail(w, fmt.Errorf("message %d: content_type: %w", i, err))
 			return
 		}
 		items[i] = Message{ContentType: ct, Body: body}

@@ -36,6 +36,9 @@ func TestBatchBadInput(t *testing.T) {
 		{`{"messages":[{"body_b64":"***"}]}`, http.StatusBadRequest},
 		{`{"messages":[{"body":"0123456789abcdefX"}]}`, http.StatusRequestEntityTooLarge}, // serve's limit is 16 bytes
 		{`not json`, http.StatusBadRequest},
+		{`{"messages":[{"body":"a","content_type":"text/plain\u0001"}]}`, http.StatusBadRequest},
+		{`{"messages":[{"body":"a","content_type":"text/plain\r\nX-Evil: 1"}]}`, http.StatusBadRequest},
+		{`{"messages":[{"body":"a","content_type":"text/caf\u00e9"}]}`, http.StatusBadRequest},
 	} {
 		if rec := serve(t, q, nil, mgmtRequest(http.MethodPost, "/queues/q/batch", c.body)); rec.Code != c.status {
 			t.Errorf("%.60s: %d, want %d (%s)", c.body, rec.Code, c.status, rec.Body)

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -51,33 +52,57 @@ func leaseToken(r *http.Request) (string, error) {
 	return t, nil
 }
 
-// longPoll runs op until it finds something or wait passes, sleeping on the
-// queue's change signal in between (never polling the log).
+// longPoll runs op once when wait is 0. Otherwise it waits, proposing
+// nothing, for a turn (a message may be ready for this caller), runs op,
+// and waits again if another consumer was faster, until wait passes; a
+// last read barrier (no log entry) then makes sure nothing became ready
+// unseen on a lagging node before the poll answers empty. At shutdown it
+// answers empty at once; past MaxWaiters polls waiting on this node, it
+// refuses with ErrTooManyWaiters.
 func (a *api) longPoll(r *http.Request, queue string, wait time.Duration, op func(context.Context) (bool, error)) error {
-	deadline := time.Now().Add(wait)
+	if wait == 0 {
+		_, err := a.once(r, op)
+		return err
+	}
+	if a.waiters.Add(1) > int64(a.opts.MaxWaiters) {
+		a.waiters.Add(-1)
+		return fmt.Errorf("%w: %d long polls wait on this node already", ErrTooManyWaiters, a.opts.MaxWaiters)
+	}
+	defer a.waiters.Add(-1)
+	wctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
 	for {
-		changed := a.q.Changed(queue) // before trying, so no wake-up is missed
-		ctx, cancel := a.ctx(r)
-		found, err := op(ctx)
-		cancel()
+		t, err := a.q.AwaitReady(wctx, queue)
+		if errors.Is(err, ErrStopping) {
+			return nil
+		}
+		if err != nil { // the wait is over, or the client left
+			break
+		}
+		found, err := a.once(r, op)
+		t.Done()
 		if err != nil || found {
 			return err
 		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			return nil
-		}
-		t := time.NewTimer(left)
-		select {
-		case <-changed:
-			t.Stop()
-		case <-t.C:
-			return nil
-		case <-r.Context().Done():
-			t.Stop()
-			return nil
-		}
 	}
+	if r.Context().Err() != nil {
+		return nil
+	}
+	ctx, cancel := a.ctx(r)
+	ready, err := a.q.HasReady(ctx, queue)
+	cancel()
+	if err != nil || !ready {
+		return err
+	}
+	_, err = a.once(r, op)
+	return err
+}
+
+// once runs op with the request's deadline.
+func (a *api) once(r *http.Request, op func(context.Context) (bool, error)) (bool, error) {
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	return op(ctx)
 }
 
 func (a *api) lease(w http.ResponseWriter, r *http.Request) {
@@ -120,7 +145,9 @@ func (a *api) takeWithWait(w http.ResponseWriter, r *http.Request, queue string,
 		return false
 	}
 	failpoint.Inject(failpoint.APIBeforeRespond)
-	setPosition(w, pos)
+	if pos.Index > 0 { // a long poll that ended empty wrote nothing
+		setPosition(w, pos)
+	}
 	if !found {
 		w.WriteHeader(http.StatusNoContent)
 	}

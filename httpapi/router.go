@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -49,10 +50,11 @@ func (o Options) withDefaults() Options {
 }
 
 type api struct {
-	q    Queue
-	c    Cluster
-	lg   *zap.Logger
-	opts Options
+	q       Queue
+	c       Cluster
+	lg      *zap.Logger
+	opts    Options
+	waiters atomic.Int64 // long polls waiting now
 }
 
 // NewRouter returns the client API handler.
@@ -94,8 +96,8 @@ func (a *api) enqueue(w http.ResponseWriter, r *http.Request) {
 	if ct == "" {
 		ct = defaultContentType
 	}
-	if len(ct) > MaxContentTypeLen {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("Content-Type is longer than %d bytes", MaxContentTypeLen))
+	if err := checkContentType(ct); err != nil {
+		a.fail(w, fmt.Errorf("Content-Type: %w", err))
 		return
 	}
 	opts := EnqueueOptions{IdempotencyKey: r.Header.Get("Idempotency-Key")}
@@ -127,6 +129,22 @@ func (a *api) enqueue(w http.ResponseWriter, r *http.Request) {
 		Queue string `json:"queue"`
 		ID    uint64 `json:"id"`
 	}{queue, res.ID})
+}
+
+// checkContentType refuses a content type that could not be sent back in a
+// response header as it was stored: over MaxContentTypeLen bytes, or with
+// a byte outside printable ASCII (tab allowed). Every path that stores
+// one checks it.
+func checkContentType(ct string) error {
+	if len(ct) > MaxContentTypeLen {
+		return fmt.Errorf("%w: content type is longer than %d bytes", ErrInvalid, MaxContentTypeLen)
+	}
+	for i := 0; i < len(ct); i++ {
+		if c := ct[i]; (c < 0x20 || c > 0x7e) && c != '\t' {
+			return fmt.Errorf("%w: content type has byte %#x at %d; only printable ASCII is allowed", ErrInvalid, c, i)
+		}
+	}
+	return nil
 }
 
 // readBody reads at most MaxMessageBytes, answering 413 past that whether
@@ -221,6 +239,8 @@ func statusFor(err error) int {
 		return http.StatusUnprocessableEntity
 	case errors.Is(err, ErrGatewayTimeout):
 		return http.StatusGatewayTimeout
+	case errors.Is(err, ErrTooManyWaiters):
+		return http.StatusTooManyRequests
 	default:
 		return http.StatusInternalServerError
 	}
@@ -246,7 +266,7 @@ func (a *api) failWrite(w http.ResponseWriter, err error) {
 
 func (a *api) failOutcome(w http.ResponseWriter, err error, outcome string) {
 	status := statusFor(err)
-	if status == http.StatusServiceUnavailable {
+	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")
 	}
 	if status >= 500 {

@@ -23,7 +23,10 @@ type fakeQueue struct {
 	enqueueOpts func(ctx context.Context, queue, ct string, body []byte, opts EnqueueOptions) (Enqueued, LogPosition, error)
 	lease       func(ctx context.Context, queue string, ttl time.Duration) (Lease, bool, LogPosition, error)
 	settle      func(op, queue string, id uint64, token string, d time.Duration) error
-	changed     chan struct{}
+	changed     chan struct{} // closed: AwaitReady gives turns
+	stopping    chan struct{} // closed: AwaitReady says ErrStopping
+	ready       bool          // HasReady's answer
+	awaiting    chan struct{} // if set, AwaitReady sends on it first
 	batch       []Message // EnqueueBatch appends when non-nil; PopMany pops
 }
 
@@ -68,12 +71,26 @@ func (f *fakeQueue) Extend(_ context.Context, q string, id uint64, token string,
 func (f *fakeQueue) Configure(_ context.Context, q string, cfg QueueConfig) (LogPosition, error) {
 	return LogPosition{}, f.settle("config:"+cfg.DeadLetterQueue, q, cfg.MaxDeliveries, "", 0)
 }
-func (f *fakeQueue) Changed(string) <-chan struct{} {
-	if f.changed == nil {
-		return make(chan struct{})
+// AwaitReady gives a turn when changed is closed, ErrStopping once stopping
+// is closed.
+func (f *fakeQueue) AwaitReady(ctx context.Context, _ string) (Turn, error) {
+	if f.awaiting != nil {
+		f.awaiting <- struct{}{}
 	}
-	return f.changed
+	select {
+	case <-f.changed:
+		return doneFunc(func() {}), nil
+	case <-f.stopping:
+		return nil, ErrStopping
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
+func (f *fakeQueue) HasReady(context.Context, string) (bool, error) { return f.ready, nil }
+
+type doneFunc func()
+
+func (d doneFunc) Done() { d() }
 
 type fakeCluster struct {
 	nodes    func(ctx context.Context) (Nodes, error)
@@ -234,6 +251,8 @@ func TestErrors(t *testing.T) {
 	}
 	longCT := httptest.NewRequest(http.MethodPut, "/queues/q", nil)
 	longCT.Header.Set("Content-Type", strings.Repeat("a", MaxContentTypeLen+1))
+	ctrlCT := httptest.NewRequest(http.MethodPut, "/queues/q", nil)
+	ctrlCT.Header["Content-Type"] = []string{"text/plain\x7f"}
 	cases := []struct {
 		req    *http.Request
 		status int
@@ -246,6 +265,7 @@ func TestErrors(t *testing.T) {
 		{httptest.NewRequest(http.MethodGet, "/nope", nil), http.StatusNotFound},
 		{httptest.NewRequest(http.MethodGet, "/queues/a/b", nil), http.StatusNotFound},
 		{longCT, http.StatusBadRequest},
+		{ctrlCT, http.StatusBadRequest},
 	}
 	for _, c := range cases {
 		rec := serve(t, q, nil, c.req)

@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"sync"
 	"time"
 
 	"github.com/raftq/raftq/httpapi"
@@ -142,7 +140,21 @@ func localTime(at, now int64) time.Time {
 	return time.Now().Add(time.Duration(at-now) * time.Millisecond)
 }
 
-func (s *service) Changed(queue string) <-chan struct{} { return s.fsm.changed(queue) }
+func (s *service) AwaitReady(ctx context.Context, queue string) (httpapi.Turn, error) {
+	return s.fsm.await(ctx, s.node.View, queue)
+}
+
+func (s *service) HasReady(ctx context.Context, queue string) (bool, error) {
+	if err := s.node.ReadBarrier(ctx); err != nil {
+		return false, unavailable(err)
+	}
+	ready := false
+	s.node.View(func() { ready = s.fsm.Ready(queue) > 0 })
+	return ready, nil
+}
+
+// stopWaiting answers every long poll at once (shutdown).
+func (s *service) stopWaiting() { s.fsm.stopWaiting() }
 
 func (s *service) Queues(ctx context.Context) ([]httpapi.QueueInfo, error) {
 	if err := s.node.ReadBarrier(ctx); err != nil {
@@ -194,11 +206,15 @@ func (s *service) Nodes(ctx context.Context) (httpapi.Nodes, error) {
 		return httpapi.Nodes{}, unavailable(err)
 	}
 	st := s.node.Status()
-	out := httpapi.Nodes{Leader: st.Leader, Nodes: []httpapi.Node{}}
-	for _, m := range st.Members {
-		out.Nodes = append(out.Nodes, apiNode(m, st.Leader))
+	return nodesOf(st.Members, st.Leader), nil
+}
+
+func nodesOf(members []raftnode.Member, leader uint64) httpapi.Nodes {
+	out := httpapi.Nodes{Leader: leader, Nodes: []httpapi.Node{}}
+	for _, m := range members {
+		out.Nodes = append(out.Nodes, apiNode(m, leader))
 	}
-	return out, nil
+	return out
 }
 
 func apiNode(m raftnode.Member, leader uint64) httpapi.Node {
@@ -214,10 +230,13 @@ func (s *service) AddNode(ctx context.Context, spec httpapi.NodeSpec) (httpapi.N
 }
 
 func (s *service) RemoveNode(ctx context.Context, id uint64) (httpapi.Nodes, error) {
-	if _, err := s.node.RemoveMember(ctx, id); err != nil {
+	members, err := s.node.RemoveMember(ctx, id)
+	if err != nil {
 		return httpapi.Nodes{}, memberErr(err)
 	}
-	return s.Nodes(ctx)
+	// The membership as the removal left it, without a read barrier: a
+	// node that removed itself has stopped and could not pass one.
+	return nodesOf(members, s.node.Status().Leader), nil
 }
 
 func (s *service) PromoteNode(ctx context.Context, id uint64) (httpapi.Node, error) {
@@ -256,7 +275,8 @@ func memberErr(err error) error {
 		errors.Is(err, raftnode.ErrNotLearner), errors.Is(err, raftnode.ErrIsLearner),
 		errors.Is(err, raftnode.ErrLearnerBehind), errors.Is(err, raftnode.ErrLastVoter):
 		return fmt.Errorf("%w: %w", httpapi.ErrConflict, err)
-	case errors.Is(err, raftnode.ErrWouldLoseQuorum), errors.Is(err, raftnode.ErrReadTimeout), errors.Is(err, raftnode.ErrUnreachable):
+	case errors.Is(err, raftnode.ErrWouldLoseQuorum), errors.Is(err, raftnode.ErrReadTimeout), errors.Is(err, raftnode.ErrUnreachable),
+		errors.Is(err, raftnode.ErrTransferTimeout): // a removal that could not move leadership off its member
 		// Refused before anything was proposed.
 		return fmt.Errorf("%w: %w: %w", httpapi.ErrUnavailable, httpapi.ErrNotApplied, err)
 	case errors.Is(err, raftnode.ErrNoLeader), errors.Is(err, raftnode.ErrTimeout), errors.Is(err, raftnode.ErrLeaderChanged),
@@ -313,88 +333,14 @@ func unavailable(err error) error {
 	return fmt.Errorf("%w: %w", httpapi.ErrUnavailable, err)
 }
 
-// LocalState hashes the state machine at this node's applied index.
+// LocalState hashes the state machine at this node's applied index. The
+// hash is computed from a captured view, off the node's lock: polled
+// against a deep queue it must not stall applying, ticks or heartbeats.
 func (s *service) LocalState() (httpapi.LocalState, error) {
-	var (
-		applied uint64
-		err     error
-	)
+	applied, write := s.node.CaptureState()
 	h := sha256.New()
-	s.node.View(func() {
-		applied = s.node.Applied()
-		err = s.fsm.WriteState(h)
-	})
-	if err != nil {
+	if err := write(h); err != nil {
 		return httpapi.LocalState{}, fmt.Errorf("raftq: encode state for its hash: %w", err)
 	}
 	return httpapi.LocalState{ID: s.node.ID(), Leader: s.node.Status().Leader, Applied: applied, Hash: hex.EncodeToString(h.Sum(nil))}, nil
 }
-
-// notifyingFSM is the queue state machine plus a change signal per queue,
-// fired after each applied command on that queue (or its dead-letter
-// queue; every queue on a tick), for long polls. Apply runs on the
-// raft goroutine with the node's write lock held.
-type notifyingFSM struct {
-	*queuefsm.FSM
-	mu      sync.Mutex
-	waiters map[string]chan struct{}
-}
-
-func newNotifyingFSM() *notifyingFSM {
-	return &notifyingFSM{FSM: queuefsm.New(), waiters: map[string]chan struct{}{}}
-}
-
-func (f *notifyingFSM) Apply(index uint64, cmd []byte) any {
-	res := f.FSM.Apply(index, cmd)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.waiters) == 0 { // no long poll waits: skip reading the queue name again
-		return res
-	}
-	queue, tick := queuefsm.QueueOf(cmd)
-	if tick { // expiries anywhere
-		f.wakeAll()
-		return res
-	}
-	f.wake(queue)
-	if dlq := f.DeadLetterQueue(queue); dlq != "" { // taking may dead-letter
-		f.wake(dlq)
-	}
-	return res
-}
-
-func (f *notifyingFSM) wake(queue string) {
-	if ch := f.waiters[queue]; ch != nil {
-		close(ch)
-		delete(f.waiters, queue)
-	}
-}
-
-func (f *notifyingFSM) wakeAll() {
-	for q := range f.waiters {
-		f.wake(q)
-	}
-}
-
-// RestoreFrom wakes everyone: any queue may have changed.
-func (f *notifyingFSM) RestoreFrom(r io.Reader) error {
-	err := f.FSM.RestoreFrom(r)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.wakeAll()
-	return err
-}
-
-func (f *notifyingFSM) changed(queue string) <-chan struct{} {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ch := f.waiters[queue]
-	if ch == nil {
-		ch = make(chan struct{})
-		f.waiters[queue] = ch
-	}
-	return ch
-}
-
-// stopWaiting answers every long poll at once (shutdown).
-func (s *service) stopWaiting() {}

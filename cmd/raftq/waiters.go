@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"io"
+	"slices"
+	"sync"
+
+	"github.com/raftq/raftq/httpapi"
+	"github.com/raftq/raftq/queuefsm"
+)
+
+// notifyingFSM is the queue state machine plus the long polls waiting on
+// it. A waiting consumer costs nothing: it proposes nothing until a
+// message is ready in its queue, and then only as many waiters are woken
+// as there are ready messages not already promised to a woken one (a
+// "turn"). A waiter given a turn takes through the log and then hands the
+// turn back, so a turn that found nothing (another node's consumer was
+// faster) or was abandoned passes to the next waiter.
+//
+// Apply and RestoreFrom run on the raft goroutine with the node's write
+// lock held; await and Turn.Done read the state under the node's read
+// lock (view, the node's View). Both then take mu: the lock order is node,
+// then mu.
+type notifyingFSM struct {
+	*queuefsm.FSM
+
+	mu      sync.Mutex
+	queues  map[string]*queueWaiters // only queues with waiters or turns out
+	stopped bool
+	stop    chan struct{} // closed by stopWaiting
+}
+
+// queueWaiters are the long polls of one queue: waiting, oldest first, and
+// the number of turns given and not yet handed back.
+type queueWaiters struct {
+	waiting []chan struct{} // closed when given a turn
+	turns   int
+}
+
+func newNotifyingFSM() *notifyingFSM {
+	return &notifyingFSM{FSM: queuefsm.New(), queues: map[string]*queueWaiters{}, stop: make(chan struct{})}
+}
+
+func (f *notifyingFSM) Apply(index uint64, cmd []byte) any {
+	res := f.FSM.Apply(index, cmd)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.queues) == 0 { // nobody waits: skip reading the queue name again
+		return res
+	}
+	queue, tick := queuefsm.QueueOf(cmd)
+	if tick { // leases and delays may have ended anywhere
+		f.grantAll()
+		return res
+	}
+	f.grant(queue)
+	if dlq := f.DeadLetterQueue(queue); dlq != "" { // taking may dead-letter
+		f.grant(dlq)
+	}
+	return res
+}
+
+// RestoreFrom replaces the state: any queue may have messages now.
+func (f *notifyingFSM) RestoreFrom(r io.Reader) error {
+	err := f.FSM.RestoreFrom(r)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.grantAll()
+	return err
+}
+
+// grant gives turns to waiters of queue while it has ready messages no
+// turn was given for. The caller holds mu and the node's lock.
+func (f *notifyingFSM) grant(queue string) {
+	qw := f.queues[queue]
+	if qw == nil {
+		return
+	}
+	for len(qw.waiting) > 0 && f.FSM.Ready(queue) > qw.turns {
+		close(qw.waiting[0])
+		qw.waiting = qw.waiting[1:]
+		qw.turns++
+	}
+	f.forgetIdle(queue, qw)
+}
+
+func (f *notifyingFSM) grantAll() {
+	for q := range f.queues {
+		f.grant(q)
+	}
+}
+
+func (f *notifyingFSM) forgetIdle(queue string, qw *queueWaiters) {
+	if len(qw.waiting) == 0 && qw.turns == 0 {
+		delete(f.queues, queue)
+	}
+}
+
+// turn is a waiter's right to take one message; done hands it back.
+type turn struct {
+	f     *notifyingFSM
+	view  func(func())
+	queue string
+	once  sync.Once
+}
+
+func (t *turn) Done() { t.once.Do(func() { t.f.handBack(t.view, t.queue) }) }
+
+func (f *notifyingFSM) handBack(view func(func()), queue string) {
+	view(func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if qw := f.queues[queue]; qw != nil {
+			qw.turns--
+			f.grant(queue)
+		}
+	})
+}
+
+// await returns a turn once a message may be ready in queue for this
+// waiter; ctx's error when ctx ends first; httpapi.ErrStopping at
+// shutdown.
+func (f *notifyingFSM) await(ctx context.Context, view func(func()), queue string) (httpapi.Turn, error) {
+	var ch chan struct{}
+	var err error
+	view(func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.stopped {
+			err = httpapi.ErrStopping
+			return
+		}
+		qw := f.queues[queue]
+		if qw == nil {
+			qw = &queueWaiters{}
+			f.queues[queue] = qw
+		}
+		ch = make(chan struct{})
+		qw.waiting = append(qw.waiting, ch)
+		f.grant(queue)
+	})
+	if err != nil {
+		return nil, err
+	}
+	t := &turn{f: f, view: view, queue: queue}
+	select {
+	case <-ch:
+		return t, nil
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-f.stop:
+		err = httpapi.ErrStopping
+	}
+	if f.leave(queue, ch) {
+		t.Done() // given a turn meanwhile: pass it on
+	}
+	return nil, err
+}
+
+// leave removes a waiter that stops waiting; true when it had been given a
+// turn already.
+func (f *notifyingFSM) leave(queue string, ch chan struct{}) (granted bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	qw := f.queues[queue]
+	if i := slices.Index(qw.waiting, ch); i >= 0 {
+		qw.waiting = slices.Delete(qw.waiting, i, i+1)
+		f.forgetIdle(queue, qw)
+		return false
+	}
+	return true
+}
+
+// stopWaiting answers every waiter, and every later one, at once.
+func (f *notifyingFSM) stopWaiting() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.stopped {
+		f.stopped = true
+		close(f.stop)
+	}
+}
