@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 )
@@ -28,6 +29,15 @@ var stateMagic = []byte("raftq-state\x01")
 
 // errStateMismatch: a state file's size or SHA-256 is not its snapshot's.
 var errStateMismatch = errors.New("state file does not match its snapshot")
+
+// ErrSnapshotUnusable reports a snapshot received from a peer whose state
+// file is missing or does not match the snapshot. The file has been set
+// aside (".broken"), so the next copy the leader sends is written afresh;
+// nothing of the snapshot was stored.
+var ErrSnapshotUnusable = errors.New("wal: received snapshot unusable, it must be fetched again")
+
+// tempStateSuffix marks a state file still being written by CreateSnapshot.
+const tempStateSuffix = ".snap.db.tmp"
 
 func encodeSnapData(size int64, sum []byte, meta []byte) []byte {
 	b := append([]byte(nil), stateMagic...)
@@ -51,18 +61,95 @@ func decodeSnapData(data []byte) (size int64, sum, meta []byte, ok bool) {
 	return int64(n), rest[:sha256.Size], rest[sha256.Size:], true
 }
 
-// stateWriter counts and hashes what goes to a state file.
+// stateWriter counts and hashes what reaches a state file, and keeps the
+// first error of the file, which later writes return again.
 type stateWriter struct {
-	w io.Writer
-	h hash.Hash
-	n int64
+	w   io.Writer
+	h   hash.Hash
+	n   int64
+	err error
 }
 
 func (s *stateWriter) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
 	n, err := s.w.Write(p)
 	s.h.Write(p[:n])
 	s.n += int64(n)
+	s.err = err
 	return n, err
+}
+
+// writeState streams write into a new temporary file in the snapshot
+// directory and fsyncs it. The size and SHA-256 returned are those of the
+// bytes that reached the file. A failure of the file is reported as the
+// cause, whatever write returned.
+func (s *Store) writeState(idx uint64, write func(io.Writer) error) (tmp string, size int64, sum []byte, err error) {
+	f, err := os.CreateTemp(s.snapDir, fmt.Sprintf("%016x%s*", idx, tempStateSuffix))
+	if err != nil {
+		return "", 0, nil, fmt.Errorf("wal: create state file at %d: %w", idx, err)
+	}
+	sw := &stateWriter{w: f, h: sha256.New()}
+	werr := write(sw)
+	switch {
+	case sw.err != nil:
+		err = fmt.Errorf("wal: write state file %s: %w", f.Name(), sw.err)
+	case werr != nil:
+		err = fmt.Errorf("wal: write snapshot state at %d: %w", idx, werr)
+	default:
+		if err = fileutil.Fsync(f); err != nil {
+			err = fmt.Errorf("wal: fsync state file %s: %w", f.Name(), err)
+		}
+	}
+	if cerr := f.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("wal: close state file %s: %w", f.Name(), cerr)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", 0, nil, err
+	}
+	return f.Name(), sw.n, sw.h.Sum(nil), nil
+}
+
+// installState renames the temporary state file tmp to the state file of
+// snapshot idx, durably. A file already there that does not hold the same
+// bytes (a stray or planted file, or a copy received damaged) is set aside,
+// never trusted by its name. The caller holds snapMu.
+func (s *Store) installState(tmp string, idx uint64, size int64, sum []byte) error {
+	path := s.statePath(idx)
+	if err := checkState(path, size, sum); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.setAsideState(idx, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("wal: install state file at %d: %w", idx, err)
+	}
+	return s.syncSnapDir()
+}
+
+// checkState reads the file at path through: nil when it holds size
+// bytes with SHA-256 sum.
+func checkState(path string, size int64, sum []byte) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(io.Discard, &verifyingReader{f: f, h: sha256.New(), size: size, sum: sum})
+	return err
+}
+
+func (s *Store) syncSnapDir() error {
+	d, err := fileutil.OpenDir(s.snapDir)
+	if err != nil {
+		return fmt.Errorf("wal: open snap dir: %w", err)
+	}
+	defer d.Close()
+	if err := fileutil.Fsync(d); err != nil {
+		return fmt.Errorf("wal: fsync snap dir: %w", err)
+	}
+	return nil
 }
 
 // verifyingReader reads a state file and fails at its end, instead of
@@ -138,6 +225,59 @@ func (s *Store) verifyState(snapshot *raftpb.Snapshot) error {
 	defer rc.Close()
 	if _, err := io.Copy(io.Discard, rc); err != nil {
 		return err
+	}
+	return nil
+}
+
+// CheckReceivedSnapshot checks the state file of a snapshot received from a
+// peer, which rafthttp saved under its index before handing the message on,
+// and which etcd's Snapshotter keeps when a file of that name is already
+// there. Call it before raft steps the message: raft takes a snapshot
+// irrevocably. A missing or mismatched file is set aside and the error
+// wraps ErrSnapshotUnusable; any other error is the disk's. A snapshot
+// that carries its state inline needs no file: nil.
+func (s *Store) CheckReceivedSnapshot(snapshot *raftpb.Snapshot) error {
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
+	return s.checkReceived(snapshot)
+}
+
+// checkReceived is CheckReceivedSnapshot for a caller that holds snapMu.
+func (s *Store) checkReceived(snapshot *raftpb.Snapshot) error {
+	err := s.verifyState(snapshot)
+	if err == nil {
+		return nil
+	}
+	idx := snapshot.GetMetadata().GetIndex()
+	switch {
+	case errors.Is(err, errStateMismatch):
+		s.setAsideState(idx, err)
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("wal: check received snapshot at %d: %w", idx, err)
+	}
+	return fmt.Errorf("%w: at %d: %w", ErrSnapshotUnusable, idx, err)
+}
+
+// setAsideState renames the state file of snapshot idx, which does not
+// match what it must hold, so that a correct one can take its name.
+func (s *Store) setAsideState(idx uint64, why error) {
+	p := s.statePath(idx)
+	s.lg.Warn("setting aside a state file that does not match its snapshot", zap.String("path", p), zap.Error(why))
+	if err := os.Rename(p, p+".broken"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.lg.Warn("could not set aside", zap.String("path", p), zap.Error(err))
+	}
+}
+
+// removeTempStates removes state files that a crash left half written.
+func (s *Store) removeTempStates() error {
+	names, err := filepath.Glob(filepath.Join(s.snapDir, "*"+tempStateSuffix+"*"))
+	if err != nil {
+		return fmt.Errorf("wal: list temporary state files: %w", err)
+	}
+	for _, name := range names {
+		if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("wal: remove temporary state file: %w", err)
+		}
 	}
 	return nil
 }

@@ -4,13 +4,14 @@
 package wal
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
@@ -27,6 +28,11 @@ import (
 // keepFiles is how many snapshot files and released WAL segments are kept
 // on disk after a snapshot; older ones are removed.
 const keepFiles = 5
+
+// ErrMissingWAL reports a data directory whose snapshot directory holds
+// snapshots but which has no WAL: the node's log was lost, and starting a
+// fresh one would forget what this node acknowledged.
+var ErrMissingWAL = errors.New("wal: the WAL is missing but snapshots remain")
 
 // ErrWrongNode reports a data directory that belongs to another node id.
 var ErrWrongNode = errors.New("wal: data dir belongs to another node")
@@ -74,6 +80,9 @@ func Open(lg *zap.Logger, dir string, id uint64, newClusterID func() (uint64, er
 	}
 	s.snapshotter = snap.New(lg, s.snapDir)
 	if !etcdwal.Exist(s.walDir) {
+		if err := s.checkNoSnapshots(dir); err != nil {
+			return nil, err
+		}
 		if err := s.create(id, newClusterID); err != nil {
 			return nil, err
 		}
@@ -83,6 +92,9 @@ func Open(lg *zap.Logger, dir string, id uint64, newClusterID func() (uint64, er
 	if err := s.makeSnapDir(); err != nil {
 		return nil, err
 	}
+	if err := s.removeTempStates(); err != nil {
+		return nil, err
+	}
 	if err := s.replay(id); err != nil {
 		if s.w != nil {
 			s.w.Close()
@@ -90,6 +102,26 @@ func Open(lg *zap.Logger, dir string, id uint64, newClusterID func() (uint64, er
 		return nil, err
 	}
 	return s, nil
+}
+
+// checkNoSnapshots refuses a data dir without a WAL whose snapshot
+// directory holds snapshots or state files: never start a fresh log there.
+func (s *Store) checkNoSnapshots(dir string) error {
+	entries, err := os.ReadDir(s.snapDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("wal: read snap dir: %w", err)
+	}
+	for _, e := range entries {
+		if name := e.Name(); strings.HasSuffix(name, ".snap") || strings.HasSuffix(name, ".snap.db") {
+			return fmt.Errorf("%w: %s holds no WAL, yet %s holds %s. This node's log is lost: "+
+				"restore %s from a backup, or wipe the whole data dir %s and add this machine to the cluster under a new id",
+				ErrMissingWAL, s.walDir, s.snapDir, name, s.walDir, dir)
+		}
+	}
+	return nil
 }
 
 // create makes a new WAL for node id in a cluster whose id newClusterID
@@ -239,16 +271,20 @@ func (s *Store) Snapshot() *raftpb.Snapshot { return s.snapshot }
 // snapshot file, the WAL snapshot record, entries then HardState (fsynced
 // when raft says it must be), and only then the in-memory log. Old WAL files
 // are released after a snapshot is durable. Save must not be retried after
-// an error: the caller stops.
+// an error: the caller stops. An error wrapping ErrSnapshotUnusable
+// stored nothing: the received snapshot's state file did not match and
+// was set aside, so that, restarted, the node fetches it again.
 func (s *Store) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snapshot *raftpb.Snapshot) error {
 	hasSnap := snapshot != nil && !raft.IsEmptySnap(snapshot)
 	if hasSnap {
 		s.snapMu.Lock()
 		defer s.snapMu.Unlock()
 		// A received snapshot's state file came over the network before
-		// the message: check it before the WAL names it.
-		if err := s.verifyState(snapshot); err != nil {
-			return fmt.Errorf("wal: received snapshot: %w", err)
+		// the message: check it before the WAL names it. A bad one is set
+		// aside, so that this node, stopped by the error, gets a new copy
+		// after its restart instead of failing on the same file again.
+		if err := s.checkReceived(snapshot); err != nil {
+			return err
 		}
 		if err := s.saveSnapshot(snapshot); err != nil {
 			return err
@@ -272,42 +308,31 @@ func (s *Store) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snapshot *raftp
 }
 
 // CreateSnapshot records the state machine at applied index idx as a
-// snapshot: write streams the state into its state file (fsynced), then
-// the snapshot, holding meta and the file's checksum, is made durable.
+// snapshot: write streams the state into a new file (fsynced) that then
+// takes the state file's name, setting aside a different file found
+// there; then the snapshot, holding meta and the checksum of the bytes in
+// that file, is made durable.
 // The in-memory log is compacted up to compactTo (which callers keep
 // below idx so slow followers can still be sent entries rather than a
 // whole snapshot). It may run on another goroutine than Save. It returns
 // the state's size.
 func (s *Store) CreateSnapshot(idx, compactTo uint64, cs *raftpb.ConfState, meta []byte, write func(io.Writer) error) (int64, error) {
-	pr, pw := io.Pipe()
-	sw := &stateWriter{w: pw, h: sha256.New()}
-	written := make(chan error, 1)
-	go func() {
-		err := write(sw)
-		pw.CloseWithError(err)
-		written <- err
-	}()
-	_, err := s.snapshotter.SaveDBFrom(pr, idx)
-	if err == nil {
-		// SaveDBFrom stops early when the file exists (a crash after
-		// it, or the same snapshot received): the state is the same,
-		// deterministically, but the checksum needs all of it.
-		_, err = io.Copy(io.Discard, pr)
-	}
-	pr.CloseWithError(errors.New("wal: state file write stopped"))
-	if werr := <-written; werr != nil {
-		return 0, fmt.Errorf("wal: write snapshot state at %d: %w", idx, werr)
-	}
+	tmp, size, sum, err := s.writeState(idx, write)
 	if err != nil {
-		return 0, fmt.Errorf("wal: save snapshot state at %d: %w", idx, err)
+		return 0, err
 	}
-	data := encodeSnapData(sw.n, sw.h.Sum(nil), meta)
 	s.snapMu.Lock()
 	defer s.snapMu.Unlock()
-	snapshot, err := s.mem.CreateSnapshot(idx, cs, data)
-	if errors.Is(err, raft.ErrSnapOutOfDate) {
-		return sw.n, nil // a snapshot received from the leader got there first
+	if newest, _ := s.mem.Snapshot(); newest.GetMetadata().GetIndex() >= idx {
+		// A snapshot received from the leader got there first: its state
+		// file may be the one at idx, and it stays.
+		os.Remove(tmp)
+		return size, nil
 	}
+	if err := s.installState(tmp, idx, size, sum); err != nil {
+		return 0, err
+	}
+	snapshot, err := s.mem.CreateSnapshot(idx, cs, encodeSnapData(size, sum, meta))
 	if err != nil {
 		return 0, fmt.Errorf("wal: create snapshot at %d: %w", idx, err)
 	}
@@ -321,12 +346,12 @@ func (s *Store) CreateSnapshot(idx, compactTo uint64, cs *raftpb.ConfState, meta
 	}
 	failpoint.Inject(failpoint.WALAfterRelease)
 	if compactTo == 0 {
-		return sw.n, nil
+		return size, nil
 	}
 	if err := s.mem.Compact(compactTo); err != nil && !errors.Is(err, raft.ErrCompacted) {
 		return 0, fmt.Errorf("wal: compact to %d: %w", compactTo, err)
 	}
-	return sw.n, nil
+	return size, nil
 }
 
 // saveSnapshot writes the snapshot file first and the WAL record naming it

@@ -278,12 +278,13 @@ func TestReceivedSnapshotReplacesLog(t *testing.T) {
 	}
 	// A leader sends a snapshot at 50 (our log was far behind): rafthttp
 	// saves its state file, then raft hands over the snapshot.
-	incoming := received(t, s, 50, "meta@50", "state@50")
 	bad := received(t, s, 50, "meta@50", "state@50")
 	bad.Data = encodeSnapData(8, make([]byte, 32), []byte("meta@50"))
-	if err := s.Save(hardState(2, 50), nil, bad); !errors.Is(err, errStateMismatch) {
+	if err := s.Save(hardState(2, 50), nil, bad); !errors.Is(err, errStateMismatch) || !errors.Is(err, ErrSnapshotUnusable) {
 		t.Fatalf("a state file that does not match: err = %v", err)
 	}
+	// The leader sends it again.
+	incoming := received(t, s, 50, "meta@50", "state@50")
 	if err := s.Save(hardState(2, 50), nil, incoming); err != nil {
 		t.Fatal(err)
 	}
