@@ -323,7 +323,12 @@ func (s *Store) CreateSnapshot(idx, compactTo uint64, cs *raftpb.ConfState, meta
 	}
 	s.snapMu.Lock()
 	defer s.snapMu.Unlock()
-	if newest, _ := s.mem.Snapshot(); newest.GetMetadata().GetIndex() >= idx {
+	newest, err := s.mem.Snapshot()
+	if err != nil {
+		os.Remove(tmp)
+		return 0, fmt.Errorf("wal: newest snapshot: %w", err)
+	}
+	if newest.GetMetadata().GetIndex() >= idx {
 		// A snapshot received from the leader got there first: its state
 		// file may be the one at idx, and it stays.
 		os.Remove(tmp)
