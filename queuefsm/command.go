@@ -6,12 +6,16 @@ import (
 	"fmt"
 )
 
-// Command versions, the first byte of every encoded command. Version 1
-// (no proposer time) is still read, so logs written before leases replay;
-// a replica that meets an unknown version refuses it deterministically.
+// Command versions, the first byte of every encoded command. Older
+// versions are still read, so old logs replay as they applied: version 1
+// (no time) from before leases, version 2 (time, no proposer) from before
+// the clock followed each proposer's run; both decode with Proposer 0.
+// Version 3 adds Proposer and Epoch after Time. A replica that meets an
+// unknown version refuses it deterministically.
 const (
 	commandV1      = 1
-	commandVersion = 2
+	commandV2      = 2
+	commandVersion = 3
 )
 
 // Op names a state-machine operation.
@@ -40,12 +44,14 @@ type BatchItem struct {
 }
 
 // Command is a decoded state-machine operation. Time is the proposer's
-// wall clock in Unix milliseconds; the other fields are used per Op.
+// stamp in Unix milliseconds (for a node, its wall clock read at start
+// plus the monotonic time since); the other fields are used per Op.
 type Command struct {
 	Op   Op
 	Time int64
-	// Proposer is the node that stamped Time, Epoch names that node's run
-	// (its start, Unix ms): the clock moves by how far one run's stamps
+	// Proposer is the node that stamped Time (1 to MaxProposer; 0: none,
+	// the rule of versions 1 and 2), Epoch names that node's run (its
+	// start, Unix ms): the clock moves by how far one run's stamps
 	// advance, not by where they stand (see FSM.advance).
 	Proposer        uint64
 	Epoch           int64
@@ -72,6 +78,8 @@ func (c Command) Encode() []byte {
 	b := make([]byte, 0, 32+len(c.Queue)+len(c.ContentType)+len(c.IdempotencyKey)+len(c.Token)+len(c.DeadLetterQueue)+len(c.Body))
 	b = append(b, commandVersion, byte(c.Op))
 	b = binary.AppendVarint(b, c.Time)
+	b = binary.AppendUvarint(b, c.Proposer)
+	b = binary.AppendVarint(b, c.Epoch)
 	b = appendString(b, c.Queue)
 	switch c.Op {
 	case OpEnqueue:
@@ -123,14 +131,20 @@ func DecodeCommand(cmd []byte) (Command, error) {
 	if len(cmd) < 2 {
 		return Command{}, fmt.Errorf("%w: %d bytes", ErrBadCommand, len(cmd))
 	}
-	if cmd[0] == commandV1 {
+	switch cmd[0] {
+	case commandV1:
 		return decodeV1(cmd)
-	}
-	if cmd[0] != commandVersion {
+	case commandV2, commandVersion:
+	default:
 		return Command{}, fmt.Errorf("%w: version %d", ErrBadCommand, cmd[0])
 	}
 	r := &reader{b: cmd[2:]}
-	c := Command{Op: Op(cmd[1]), Time: r.varint(), Queue: r.string()}
+	c := Command{Op: Op(cmd[1])}
+	c.Time, c.Proposer, c.Epoch = r.header(cmd[0])
+	c.Queue = r.string()
+	if c.Proposer > MaxProposer {
+		return Command{}, fmt.Errorf("%w: proposer %d over %d", ErrBadCommand, c.Proposer, MaxProposer)
+	}
 	switch c.Op {
 	case OpEnqueue:
 		c.ContentType, c.IdempotencyKey, c.Delay = r.string(), r.string(), r.varint()
@@ -214,12 +228,24 @@ func QueueOf(cmd []byte) (queue string, tick bool) {
 		return "", false
 	}
 	r := &reader{b: cmd[2:]}
-	if cmd[0] == commandVersion {
-		r.varint() // time
-	} else if cmd[0] != commandV1 {
+	switch cmd[0] {
+	case commandV1:
+	case commandV2, commandVersion:
+		r.header(cmd[0])
+	default:
 		return "", false
 	}
-	return r.string(), cmd[0] == commandVersion && Op(cmd[1]) == OpTick
+	return r.string(), cmd[0] != commandV1 && Op(cmd[1]) == OpTick
+}
+
+// header reads the fields between the op and the queue: the time, and from
+// version 3 on the proposer and its epoch.
+func (r *reader) header(version byte) (time int64, proposer uint64, epoch int64) {
+	time = r.varint()
+	if version >= commandVersion {
+		proposer, epoch = r.uvarint(), r.varint()
+	}
+	return time, proposer, epoch
 }
 
 // reader decodes fields, remembering the first error.

@@ -2,12 +2,14 @@
 // leases, redelivery, dead letters, delays and idempotent enqueue.
 //
 // It is a pure value: no I/O, clocks, randomness, goroutines or locks. Time
-// arrives in the commands (the proposer's wall clock); the state machine's
-// "now" is the largest time it has applied, so every replica agrees on what
-// has expired. Every replica that applies the same commands in the same
-// order ends in the same state and returns the same results, and Snapshot
-// encodes that state deterministically so replicas can be compared byte for
-// byte.
+// arrives in the commands (each proposer's stamp, from a monotonic clock
+// per run); the state machine's "now" is a cluster time that advances by
+// how far the proposers' stamps advance, never by where they stand (see
+// FSM.advance), so every replica agrees on what has expired and no node's
+// clock offset moves it. Every replica that applies the same commands in
+// the same order ends in the same state and returns the same results, and
+// Snapshot encodes that state deterministically so replicas can be
+// compared byte for byte.
 package queuefsm
 
 import (
@@ -22,10 +24,11 @@ import (
 // Limits (documented in the README).
 const (
 	MaxQueueNameLen = 128
-	// MaxClockStep bounds how far one command can move the clock forward,
-	// so a proposer whose clock runs far ahead cannot expire every lease at
-	// once; the clock still catches up, one step per entry (ticks come
-	// every 250 ms while timers are pending).
+	// MaxClockStep bounds how far one command without a proposer
+	// (versions 1 and 2) can move the clock forward, so such a proposer
+	// whose clock runs far ahead cannot expire every lease at once.
+	// Commands with a proposer move the clock by elapsed time, uncapped
+	// (see FSM.advance).
 	MaxClockStep = 60 * 1000
 	// DedupeWindow is how long an idempotency key is remembered.
 	DedupeWindow = 10 * 60 * 1000
@@ -103,7 +106,9 @@ type EnqueueResult struct {
 }
 
 // DequeueResult is Apply's result for a pop or a lease. Found is false when
-// no message was ready. A lease sets Token and Expires (Unix ms).
+// no message was ready. A lease sets Token and Expires, in cluster time
+// (see FSM.Now): the lease has Expires − Now ms left, which is all that
+// means something on a node's own clock.
 type DequeueResult struct {
 	Message Message
 	Found   bool
@@ -122,7 +127,8 @@ type PopManyResult struct {
 	Messages []Message
 }
 
-// LeaseResult is Apply's result for an extend: the new expiry.
+// LeaseResult is Apply's result for an extend: the new expiry, in cluster
+// time, Expires − Now ms from when it was applied.
 type LeaseResult struct {
 	Expires int64
 	Now     int64 // the state machine's clock when applied
@@ -142,7 +148,10 @@ type QueueInfo struct {
 // FSM holds every queue. The zero value is not usable; call New.
 type FSM struct {
 	queues map[string]*queue
-	now    int64 // the largest (clamped) time applied, Unix ms
+	now    int64 // cluster time, ms (see advance)
+	// clocks holds, by proposer id, how each proposer's stamps map onto
+	// cluster time (at most MaxProposer entries).
+	clocks []proposerClock
 	// gen counts captures; records older than the last one are copied
 	// before they change (see Capture).
 	gen uint64
@@ -176,7 +185,10 @@ func metaIn(shared map[string]*msgMeta, ct string) *msgMeta {
 	return m
 }
 
-// Now is the state machine's clock (Unix ms).
+// Now is the state machine's clock: cluster time in ms, which runs at the
+// pace of real time but stands at no particular offset from any wall clock
+// (it started at the first stamp, and stood still while every node was
+// down). Only differences from Now mean something outside the FSM.
 func (f *FSM) Now() int64 { return f.now }
 
 // DeadLetterQueue is where queue moves messages delivered too often ("" if
@@ -210,7 +222,7 @@ func (f *FSM) Apply(seq uint64, cmd []byte) any {
 	if err != nil {
 		return err
 	}
-	f.advance(c.Time)
+	f.advance(c)
 	if c.Op == OpTick {
 		for _, name := range f.names() {
 			f.expire(f.queues[name])
@@ -260,7 +272,7 @@ func (f *FSM) Apply(seq uint64, cmd []byte) any {
 	if q == nil {
 		switch c.Op {
 		case OpDequeue, OpLease:
-			return DequeueResult{}
+			return DequeueResult{Now: f.now}
 		case OpPopMany:
 			return PopManyResult{}
 		}
@@ -284,14 +296,14 @@ func (f *FSM) Apply(seq uint64, cmd []byte) any {
 	case OpDequeue:
 		m := q.nextReady(f)
 		if m == nil {
-			return DequeueResult{}
+			return DequeueResult{Now: f.now}
 		}
 		q.remove(m)
-		return DequeueResult{Message: m.public(), Found: true}
+		return DequeueResult{Message: m.public(), Found: true, Now: f.now}
 	case OpLease:
 		m := q.nextReady(f)
 		if m == nil {
-			return DequeueResult{}
+			return DequeueResult{Now: f.now}
 		}
 		m = q.own(f, m)
 		if m.deliveries < math.MaxUint32 {
@@ -300,7 +312,7 @@ func (f *FSM) Apply(seq uint64, cmd []byte) any {
 		m.state, m.at, m.lease = stateLeased, f.now+c.TTL, seq
 		q.leasedN++
 		heap.Push(&q.timers, timer{at: m.at, id: m.id})
-		return DequeueResult{Message: m.public(), Found: true, Token: m.token(), Expires: m.at}
+		return DequeueResult{Message: m.public(), Found: true, Token: m.token(), Expires: m.at, Now: f.now}
 	}
 	m, err := q.leased(c.ID, c.Token)
 	if err != nil {
@@ -318,19 +330,7 @@ func (f *FSM) Apply(seq uint64, cmd []byte) any {
 		m = q.own(f, m)
 		m.at = f.now + c.TTL
 		heap.Push(&q.timers, timer{at: m.at, id: m.id})
-		return LeaseResult{Expires: m.at}
-	}
-}
-
-// advance moves the clock to t, at most MaxClockStep at a time (the first
-// time sets it outright). Time never goes back.
-func (f *FSM) advance(t int64) {
-	switch {
-	case t <= f.now:
-	case f.now == 0:
-		f.now = t
-	default:
-		f.now = min(t, f.now+MaxClockStep)
+		return LeaseResult{Expires: m.at, Now: f.now}
 	}
 }
 

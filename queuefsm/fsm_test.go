@@ -100,8 +100,9 @@ func TestBadInput(t *testing.T) {
 	for name, cmd := range map[string][]byte{
 		"empty":         nil,
 		"version":       {9, byte(OpEnqueue), 1, 'q'},
-		"op":            {commandVersion, 9, 1, 'q'},
-		"short string":  {commandVersion, byte(OpDequeue), 5, 'q'},
+		"op":            {commandVersion, 9, 0, 0, 0, 1, 'q'},
+		"short string":  {commandVersion, byte(OpDequeue), 0, 0, 0, 5, 'q'},
+		"no proposer":   {commandVersion, byte(OpTick), 0},
 		"dequeue trail": append(EncodeDequeue("q"), 'x'),
 	} {
 		if err, ok := f.Apply(0, cmd).(error); !ok || !errors.Is(err, ErrBadCommand) {
@@ -191,7 +192,7 @@ func TestRestoreRefusesBadSnapshots(t *testing.T) {
 		"version":    append([]byte{99}, good[1:]...),
 		"truncated":  good[:len(good)-1],
 		"trailing":   append(append([]byte(nil), good...), 0),
-		"huge count": {snapshotVersion, 1, 1, 'q', 0, 0xff, 0xff, 0x03},
+		"huge count": {snapshotVersion, 1, 0, 1, 1, 'q', 0, 0xff, 0xff, 0x03},
 	} {
 		if err := b.Restore(data); !errors.Is(err, ErrBadSnapshot) {
 			t.Errorf("%s: err = %v, want ErrBadSnapshot", name, err)

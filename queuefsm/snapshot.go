@@ -13,10 +13,15 @@ import (
 	"slices"
 )
 
-// Snapshot versions. Version 1 (ready messages only) is still restored.
+// Snapshot versions; older ones are still restored. Version 1 holds ready
+// messages only; version 2 adds the clock, leases, delays, dead letters and
+// idempotency keys; version 3 adds, after the clock, the proposers' clocks
+// (a count, then id, epoch, stamp and cluster time per proposer, by id).
+// Versions 1 and 2 restore with no proposer known.
 const (
 	snapshotV1      = 1
-	snapshotVersion = 2
+	snapshotV2      = 2
+	snapshotVersion = 3
 )
 
 // maxSnapshotField bounds one length-prefixed field read from a snapshot,
@@ -67,7 +72,7 @@ func (f *FSM) view(share bool) func(io.Writer) error {
 		keys          []keyAt
 		seen          []seenKey
 	}
-	now := f.now
+	now, clocks := f.now, slices.Clone(f.clocks)
 	qs := make([]capturedQueue, 0, len(f.queues))
 	for _, name := range f.names() {
 		q := f.queues[name]
@@ -85,6 +90,13 @@ func (f *FSM) view(share bool) func(io.Writer) error {
 		e := encoder{w: bufio.NewWriterSize(w, 256<<10)}
 		e.byte(snapshotVersion)
 		e.varint(now)
+		e.uvarint(uint64(len(clocks)))
+		for _, p := range clocks {
+			e.uvarint(p.id)
+			e.varint(p.epoch)
+			e.varint(p.stamp)
+			e.varint(p.at)
+		}
 		e.uvarint(uint64(len(qs)))
 		for _, q := range qs {
 			e.string(q.name)
@@ -138,19 +150,23 @@ func (f *FSM) Restore(data []byte) error { return f.RestoreFrom(bytes.NewReader(
 func (f *FSM) RestoreFrom(src io.Reader) error {
 	r := decoder{r: bufio.NewReaderSize(src, 256<<10)}
 	version := r.byte()
-	if r.err == nil && version != snapshotV1 && version != snapshotVersion {
+	if r.err == nil && (version < snapshotV1 || version > snapshotVersion) {
 		return fmt.Errorf("%w: version %d", ErrBadSnapshot, version)
 	}
 	var now int64
-	if version == snapshotVersion {
+	if version >= snapshotV2 {
 		now = r.varint()
+	}
+	var clocks []proposerClock
+	if version >= snapshotVersion {
+		clocks = r.clocks()
 	}
 	shared := make(map[string]*msgMeta)
 	queues := make(map[string]*queue)
 	for n := r.uvarint(); n > 0 && r.err == nil; n-- {
 		q := newQueue(r.string())
 		q.lastID = r.uvarint()
-		if version == snapshotVersion {
+		if version >= snapshotV2 {
 			q.maxDeliveries, q.dlq = r.uvarint(), r.string()
 		}
 		var ms []*msg
@@ -158,7 +174,7 @@ func (f *FSM) RestoreFrom(src io.Reader) error {
 			m := &msg{id: r.uvarint(), gen: f.gen}
 			ct := r.string()
 			m.body, m.meta = r.string(), metaIn(shared, ct)
-			if version == snapshotVersion {
+			if version >= snapshotV2 {
 				deliveries, state, at, token := r.uvarint(), msgState(r.byte()), r.varint(), r.string()
 				m.deliveries, m.state, m.at = uint32(min(deliveries, math.MaxUint32)), state, at
 				if state == stateLeased {
@@ -182,7 +198,7 @@ func (f *FSM) RestoreFrom(src io.Reader) error {
 			}
 			q.restoreMsg(m)
 		}
-		if version == snapshotVersion {
+		if version >= snapshotV2 {
 			for k := r.uvarint(); k > 0 && r.err == nil; k-- {
 				key, s := r.string(), seenKey{id: r.uvarint()}
 				r.full(s.sum[:])
@@ -205,8 +221,26 @@ func (f *FSM) RestoreFrom(src io.Reader) error {
 	if r.err != nil {
 		return fmt.Errorf("%w: %w", ErrBadSnapshot, r.err)
 	}
-	f.queues, f.now, f.metas = queues, now, shared
+	f.queues, f.now, f.clocks, f.metas = queues, now, clocks, shared
 	return nil
+}
+
+// clocks reads the proposers' clocks: ids from 1 to MaxProposer, strictly
+// ascending, as written.
+func (d *decoder) clocks() []proposerClock {
+	n := d.uvarint()
+	if d.err == nil && n > MaxProposer {
+		d.err = fmt.Errorf("%d proposers", n)
+	}
+	var out []proposerClock
+	for ; n > 0 && d.err == nil; n-- {
+		p := proposerClock{id: d.uvarint(), epoch: d.varint(), stamp: d.varint(), at: d.varint()}
+		if d.err == nil && (p.id == 0 || p.id > MaxProposer || len(out) > 0 && p.id <= out[len(out)-1].id) {
+			d.err = fmt.Errorf("proposer %d out of order or range", p.id)
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // restoreMsg files a restored message by its state.
