@@ -236,6 +236,8 @@ func TestDeliveryBadInput(t *testing.T) {
 		{http.MethodPost, "/queues/q", "Delay: 13h", http.StatusBadRequest},
 		{http.MethodPost, "/queues/q", "Idempotency-Key: " + strings.Repeat("k", 129), http.StatusBadRequest},
 		{http.MethodPut, "/queues/q/config", "", http.StatusBadRequest},
+		{http.MethodGet, "/queues/b%20d?wait=20s", "", http.StatusBadRequest},
+		{http.MethodPost, "/queues/b%20d/leases?wait=20s", "", http.StatusBadRequest},
 	} {
 		req, _ := http.NewRequest(tc.method, api+tc.path, strings.NewReader("b"))
 		if name, value, ok := strings.Cut(tc.header, ": "); ok {

@@ -76,6 +76,9 @@ func (a *api) longPoll(r *http.Request, queue string, wait time.Duration, op fun
 		if errors.Is(err, ErrStopping) {
 			return nil
 		}
+		if err != nil && wctx.Err() == nil {
+			return err // refused (a bad queue name, say)
+		}
 		if err != nil { // the wait is over, or the client left
 			break
 		}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -108,4 +109,16 @@ func TestLongPollCap(t *testing.T) {
 			t.Fatalf("a waiter whose client left: %d", code)
 		}
 	}
+}
+
+// A refusal while waiting (a bad queue name) is answered as such, not as
+// an empty queue once the wait ends.
+func TestLongPollRefusal(t *testing.T) {
+	q, _ := countingQueue(func() bool { return false })
+	q.awaitErr = fmt.Errorf("%w: bad name", ErrInvalid)
+	rec := serve(t, q, nil, httptest.NewRequest(http.MethodGet, "/queues/q?wait=20s", nil))
+	if rec.Code != http.StatusBadRequest {
+		t.Fatalf("status %d", rec.Code)
+	}
+	errorMessage(t, rec)
 }

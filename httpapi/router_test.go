@@ -27,7 +27,8 @@ type fakeQueue struct {
 	stopping    chan struct{} // closed: AwaitReady says ErrStopping
 	ready       bool          // HasReady's answer
 	awaiting    chan struct{} // if set, AwaitReady sends on it first
-	batch       []Message // EnqueueBatch appends when non-nil; PopMany pops
+	awaitErr    error         // if set, AwaitReady's answer
+	batch       []Message     // EnqueueBatch appends when non-nil; PopMany pops
 }
 
 func (f *fakeQueue) Enqueue(ctx context.Context, q, ct string, b []byte, opts EnqueueOptions) (Enqueued, LogPosition, error) {
@@ -71,11 +72,15 @@ func (f *fakeQueue) Extend(_ context.Context, q string, id uint64, token string,
 func (f *fakeQueue) Configure(_ context.Context, q string, cfg QueueConfig) (LogPosition, error) {
 	return LogPosition{}, f.settle("config:"+cfg.DeadLetterQueue, q, cfg.MaxDeliveries, "", 0)
 }
+
 // AwaitReady gives a turn when changed is closed, ErrStopping once stopping
 // is closed.
 func (f *fakeQueue) AwaitReady(ctx context.Context, _ string) (Turn, error) {
 	if f.awaiting != nil {
 		f.awaiting <- struct{}{}
+	}
+	if f.awaitErr != nil {
+		return nil, f.awaitErr
 	}
 	select {
 	case <-f.changed:

@@ -141,6 +141,9 @@ func localTime(at, now int64) time.Time {
 }
 
 func (s *service) AwaitReady(ctx context.Context, queue string) (httpapi.Turn, error) {
+	if err := checkName(queue); err != nil {
+		return nil, err
+	}
 	return s.fsm.await(ctx, s.node.View, queue)
 }
 
