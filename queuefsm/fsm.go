@@ -51,8 +51,19 @@ var (
 	ErrKeyReused = errors.New("queuefsm: idempotency key reused with a different message")
 )
 
-// ValidateName reports whether name is a legal queue name.
+// ValidateName reports whether name is a legal queue name: 1 to 128 of
+// A-Z a-z 0-9 . _ -, and not "." or ".." (an HTTP router cleans those out
+// of a path, so such a queue could never be read).
 func ValidateName(name string) error {
+	if name == "." || name == ".." {
+		return fmt.Errorf("%w: %q is a path segment of its own", ErrInvalidName, name)
+	}
+	return validateNameV2(name)
+}
+
+// validateNameV2 is the rule for commands of versions 1 and 2, which
+// accepted "." and "..": replaying an old log must give the state it gave.
+func validateNameV2(name string) error {
 	if len(name) == 0 || len(name) > MaxQueueNameLen {
 		return fmt.Errorf("%w: length must be 1 to %d, got %d", ErrInvalidName, MaxQueueNameLen, len(name))
 	}
@@ -229,7 +240,11 @@ func (f *FSM) Apply(seq uint64, cmd []byte) any {
 		}
 		return Done{}
 	}
-	if err := ValidateName(c.Queue); err != nil {
+	validName := ValidateName
+	if cmd[0] < commandVersion {
+		validName = validateNameV2
+	}
+	if err := validName(c.Queue); err != nil {
 		return err
 	}
 	if c.Delay < 0 || c.TTL < 0 {
@@ -258,7 +273,7 @@ func (f *FSM) Apply(seq uint64, cmd []byte) any {
 		return BatchResult{IDs: ids}
 	case OpConfigure:
 		if c.DeadLetterQueue != "" {
-			if err := ValidateName(c.DeadLetterQueue); err != nil {
+			if err := validName(c.DeadLetterQueue); err != nil {
 				return err
 			}
 			if c.DeadLetterQueue == c.Queue {

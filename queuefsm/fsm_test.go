@@ -223,3 +223,47 @@ func TestLongQueueDrains(t *testing.T) {
 		t.Fatalf("drained queue still holds %d messages, %d ready ids", q.msgs.len(), len(q.ready))
 	}
 }
+
+// "." and ".." are refused as queue names, dead-letter queues included: an
+// HTTP router cleans them out of a path, so such a queue could never be
+// read. Commands of versions 1 and 2 accepted them, and still do, so that
+// an old log replays into the state it gave.
+func TestDotNames(t *testing.T) {
+	for _, name := range []string{".", ".."} {
+		if err := ValidateName(name); !errors.Is(err, ErrInvalidName) {
+			t.Errorf("ValidateName(%q) = %v, want ErrInvalidName", name, err)
+		}
+	}
+	for _, name := range []string{"...", ".a", "a.", "a..b", ".-", "_"} {
+		if err := ValidateName(name); err != nil {
+			t.Errorf("ValidateName(%q) = %v", name, err)
+		}
+	}
+	c := newClock(t)
+	for _, cmd := range []Command{
+		{Op: OpEnqueue, Queue: ".", Body: []byte("x")},
+		{Op: OpBatch, Queue: "..", Items: []BatchItem{{Body: "x"}}},
+		{Op: OpLease, Queue: "..", TTL: 1000},
+		{Op: OpConfigure, Queue: "."},
+		{Op: OpConfigure, Queue: "jobs", DeadLetterQueue: ".."},
+		{Op: OpConfigure, Queue: "jobs", DeadLetterQueue: "."},
+	} {
+		if r := c.at(1000, cmd); !errIs(r, ErrInvalidName) {
+			t.Errorf("%+v = %v, want ErrInvalidName", cmd, r)
+		}
+	}
+	if qs := c.f.Queues(); len(qs) != 0 {
+		t.Fatalf("refused commands made queues: %+v", qs)
+	}
+	for i, cmd := range []Command{
+		{Op: OpEnqueue, Time: 1000, Queue: ".", Body: []byte("x")},
+		{Op: OpConfigure, Time: 1000, Queue: "jobs", DeadLetterQueue: ".."},
+	} {
+		if r := c.f.Apply(uint64(100+i), encodeV2ForTest(t, cmd)); errIs(r, ErrInvalidName) {
+			t.Errorf("version 2 %+v = %v", cmd, r)
+		}
+	}
+	if c.f.DeadLetterQueue("jobs") != ".." || c.f.Queues()[0].Name != "." {
+		t.Fatalf("version 2 commands: %+v, dead letters to %q", c.f.Queues(), c.f.DeadLetterQueue("jobs"))
+	}
+}
