@@ -65,6 +65,23 @@ func (c ClusterConfig) ElectionTimeout() time.Duration {
 	return c.Tick * time.Duration(c.ElectionTicks)
 }
 
+// How long the harness waits. The suite runs on shared, loaded machines
+// (2 cores, other packages' tests alongside), where a process can be
+// starved for seconds: a slow answer is never a fault, so each deadline is
+// far beyond what a healthy run needs and passes only for a node that is
+// stuck, not for one that is slow.
+const (
+	startTimeout    = time.Minute      // a process, until its API accepts connections
+	killTimeout     = 30 * time.Second // a SIGKILLed process, until it is gone
+	stateTimeout    = 5 * time.Second  // one GET /debug/state
+	leaderTimeout   = time.Minute      // until a leader is known to a majority
+	convergeTimeout = 2 * time.Minute  // until every node applied the same index
+	drainTimeout    = 3 * time.Minute  // the final drain of every queue
+	readTimeout     = time.Minute      // a node's final GET /queues, retried
+	exitTimeout     = time.Minute      // a removed member, until it exits by itself
+	memberTimeout   = time.Minute      // a membership change, retried until known
+)
+
 // Cluster is a running set of raftq processes and the network between them.
 type Cluster struct {
 	cfg ClusterConfig
@@ -156,7 +173,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	if _, err := c.WaitLeader(ctx, 30*time.Second); err != nil {
+	if _, err := c.WaitLeader(ctx, leaderTimeout); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -255,7 +272,7 @@ func (c *Cluster) Start(ctx context.Context, id uint64, env ...string) error {
 	go func() { cmd.Wait(); logf.Close(); close(exited) }()
 	n.cmd, n.exited, n.paused = cmd, exited, false
 	c.lg.Info("node started", zap.Uint64("id", id), zap.Strings("env", env))
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(startTimeout)
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
@@ -270,7 +287,7 @@ func (c *Cluster) Start(ctx context.Context, id uint64, env ...string) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("chaos: node %d did not start serving in 20s", id)
+	return fmt.Errorf("chaos: node %d did not start serving in %v", id, startTimeout)
 }
 
 // alive reports whether the process runs; n.mu must be held. (Wait
@@ -310,8 +327,8 @@ func (c *Cluster) Kill(id uint64) error {
 	case <-exited:
 		c.lg.Info("node killed", zap.Uint64("id", id))
 		return nil
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("chaos: node %d survived SIGKILL", id)
+	case <-time.After(killTimeout):
+		return fmt.Errorf("chaos: node %d survived SIGKILL for %v", id, killTimeout)
 	}
 }
 
@@ -331,6 +348,15 @@ func (c *Cluster) WaitExit(id uint64, timeout time.Duration) (int, error) {
 	case <-time.After(timeout):
 		return 0, fmt.Errorf("chaos: node %d still running after %v", id, timeout)
 	}
+}
+
+// Exited is closed when node id's current process ends (nil if it was
+// never started).
+func (c *Cluster) Exited(id uint64) <-chan struct{} {
+	n := c.Node(id)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.exited
 }
 
 // Pause stops node id with SIGSTOP; Resume continues it.
@@ -353,6 +379,9 @@ func (c *Cluster) stopCont(id uint64, sig syscall.Signal, paused bool) error {
 }
 
 // HealAll heals the network, resumes paused nodes and restarts dead ones.
+// The nemesis undoes each fault before it returns, even one the end of the
+// run cut short (see nemesis.inject), so healing never meets a fault
+// halfway; HealAll only makes sure.
 func (c *Cluster) HealAll(ctx context.Context) error {
 	c.Net.Heal()
 	for _, n := range c.Members() {
@@ -393,11 +422,16 @@ type LocalState struct {
 	Hash    string `json:"hash"`
 }
 
-var stateClient = &http.Client{Timeout: time.Second}
+// stateClient has no timeout of its own: each poll gets stateTimeout,
+// within the caller's context.
+var stateClient = &http.Client{}
 
-// State reads node id's local state.
+// State reads node id's local state. A node that does not answer within
+// stateTimeout yields an error: that says nothing about its state.
 func (c *Cluster) State(ctx context.Context, id uint64) (LocalState, error) {
 	var st LocalState
+	ctx, cancel := context.WithTimeout(ctx, stateTimeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Node(id).API+"/debug/state", nil)
 	if err != nil {
 		return st, err
@@ -413,14 +447,26 @@ func (c *Cluster) State(ctx context.Context, id uint64) (LocalState, error) {
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
+// states reads the local state of nodes at once, so that one slow node
+// neither delays the others nor lets their indexes move apart meanwhile.
+func (c *Cluster) states(ctx context.Context, nodes []*Node) ([]LocalState, []error) {
+	sts, errs := make([]LocalState, len(nodes)), make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() { sts[i], errs[i] = c.State(ctx, n.ID) })
+	}
+	wg.Wait()
+	return sts, errs
+}
+
 // Leader returns the node that considers itself leader and whose claim the
 // most reachable nodes share, or 0.
 func (c *Cluster) Leader(ctx context.Context) uint64 {
 	votes := map[uint64]int{}
 	self := map[uint64]bool{}
-	for _, n := range c.Members() {
-		st, err := c.State(ctx, n.ID)
-		if err != nil {
+	sts, errs := c.states(ctx, c.Members())
+	for i, st := range sts {
+		if errs[i] != nil {
 			continue
 		}
 		if st.Leader != 0 {
@@ -464,16 +510,10 @@ func (c *Cluster) WaitConverged(ctx context.Context, timeout time.Duration) ([]L
 	deadline := time.Now().Add(timeout)
 	var last []LocalState
 	var lastErr error
-	for time.Now().Before(deadline) {
-		last, lastErr = nil, nil
-		for _, n := range c.Members() {
-			st, err := c.State(ctx, n.ID)
-			if err != nil {
-				lastErr = err
-				break
-			}
-			last = append(last, st)
-		}
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		var errs []error
+		last, errs = c.states(ctx, c.Members())
+		lastErr = errors.Join(errs...)
 		if lastErr == nil && sameApplied(last) {
 			for _, st := range last[1:] {
 				if st.Hash != last[0].Hash {

@@ -2,15 +2,11 @@ package chaos
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -49,6 +45,21 @@ type nemesis struct {
 	lg    *zap.Logger
 	hold  time.Duration
 	stats *Stats
+	// ended is closed when the run ends. It cuts waits short (holds, the
+	// wait for a crash at a failpoint, the healthy time between faults),
+	// never a step that changes the cluster; see inject.
+	ended <-chan struct{}
+	// stepDown is how long an isolated leader may take to stop leading
+	// (stepDownWait of the cluster's election timeout).
+	stepDown time.Duration
+}
+
+// stepDownWait is how long an isolated leader may take to notice
+// (CheckQuorum: one election timeout) and stop leading, on a busy machine
+// where its ticks and the harness's polls can both be starved: ten
+// election timeouts, and never under 10 s.
+func stepDownWait(electionTimeout time.Duration) time.Duration {
+	return max(10*electionTimeout, 10*time.Second)
 }
 
 // Stats counts what the nemesis did.
@@ -78,7 +89,7 @@ func (n *nemesis) ids() []uint64 {
 }
 
 func (n *nemesis) leader(ctx context.Context) (uint64, error) {
-	return n.c.WaitLeader(ctx, 20*time.Second)
+	return n.c.WaitLeader(ctx, leaderTimeout)
 }
 
 func (n *nemesis) follower(ctx context.Context) (uint64, error) {
@@ -95,9 +106,10 @@ func (n *nemesis) follower(ctx context.Context) (uint64, error) {
 	return fs[n.rng.IntN(len(fs))], nil
 }
 
-func (n *nemesis) sleep(ctx context.Context, d time.Duration) {
+// wait waits for d, or less if the run ends meanwhile.
+func (n *nemesis) wait(d time.Duration) {
 	select {
-	case <-ctx.Done():
+	case <-n.ended:
 	case <-time.After(d):
 	}
 }
@@ -106,8 +118,16 @@ func (n *nemesis) markLeaderFault() {
 	n.stats.LeaderFaults = append(n.stats.LeaderFaults, n.h.Since())
 }
 
-// inject runs one fault from start to heal.
+// inject plays one fault from start to undo. Its steps run under a context
+// that the end of the run does not cancel, so a fault once begun is seen
+// through and undone before inject returns — a flipped bit put back and its
+// node restarted, a failpoint disarmed by a clean restart, a killed node
+// restarted, a paused one resumed, the network healed, a membership
+// change's outcome known — and healing, which follows, never meets a fault
+// halfway (a node refusing to start on a bit not yet restored). The end of
+// the run only cuts waiting short (n.wait).
 func (n *nemesis) inject(ctx context.Context, fault string) error {
+	ctx = context.WithoutCancel(ctx)
 	n.stats.Faults[fault]++
 	n.lg.Info("fault", zap.String("name", fault))
 	switch fault {
@@ -117,9 +137,10 @@ func (n *nemesis) inject(ctx context.Context, fault string) error {
 		return n.onNode(ctx, fault == PauseLeader, n.c.Pause, n.c.Resume)
 	case IsolateLeader, IsolateNode:
 		return n.onNode(ctx, fault == IsolateLeader, func(id uint64) error {
+			logFrom := fileSize(n.c.Node(id).LogPath)
 			n.isolate(id)
 			if fault == IsolateLeader {
-				n.checkStepsDown(ctx, id)
+				n.checkStepsDown(ctx, id, logFrom)
 			}
 			return nil
 		}, func(uint64) error { n.c.Net.Heal(); return nil })
@@ -137,7 +158,7 @@ func (n *nemesis) inject(ctx context.Context, fault string) error {
 			}
 		}
 		n.lg.Info("partitioned", zap.Any("minority", minority))
-		n.sleep(ctx, n.hold)
+		n.wait(n.hold)
 		n.c.Net.Heal()
 		return nil
 	case OneWay:
@@ -145,7 +166,7 @@ func (n *nemesis) inject(ctx context.Context, fault string) error {
 		n.rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 		n.c.Net.Set(Link{ids[0], ids[1]}, LinkRule{Cut: true})
 		n.lg.Info("one-way cut", zap.Uint64("from", ids[0]), zap.Uint64("to", ids[1]))
-		n.sleep(ctx, n.hold)
+		n.wait(n.hold)
 		n.c.Net.Heal()
 		return nil
 	case SlowLink:
@@ -159,7 +180,7 @@ func (n *nemesis) inject(ctx context.Context, fault string) error {
 			}
 		}
 		n.lg.Info("slow links", zap.Uint64("node", id), zap.Duration("delay", rule.Delay), zap.Float64("loss", rule.Loss))
-		n.sleep(ctx, n.hold)
+		n.wait(n.hold)
 		n.c.Net.Heal()
 		return nil
 	case CrashPoint:
@@ -187,7 +208,7 @@ func (n *nemesis) onNode(ctx context.Context, leader bool, do, undo func(id uint
 	if err := do(id); err != nil {
 		return err
 	}
-	n.sleep(ctx, n.hold)
+	n.wait(n.hold)
 	return undo(id)
 }
 
@@ -221,17 +242,42 @@ func (n *nemesis) isolate(id uint64) {
 	n.lg.Info("isolated", zap.Uint64("node", id))
 }
 
-// checkStepsDown proves the partition cuts traffic: an isolated leader
-// must notice (CheckQuorum) and stop leading within a few election timeouts.
-func (n *nemesis) checkStepsDown(ctx context.Context, id uint64) {
-	deadline := time.Now().Add(5 * n.c.cfg.ElectionTimeout())
-	for time.Now().Before(deadline) {
-		if st, err := n.c.State(ctx, id); err == nil && st.Leader != id {
+// stepDownLog is what raft logs when CheckQuorum makes a leader step down.
+const stepDownLog = "stepped down to follower since quorum is not active"
+
+// checkStepsDown proves that the cut is real: an isolated leader must notice
+// (CheckQuorum) and stop leading. A busy machine delays both the step-down
+// and the answers that show it, and a slow answer is no fault: so the wait
+// is long (n.stepDown), each poll has its own timeout, the node's own log
+// line of the step-down (written after logFrom) is proof too, and only an
+// answer convicts — "I lead" to a poll sent in the second half of the wait.
+// A node that gave no such answer leaves the check undecided, not failed.
+func (n *nemesis) checkStepsDown(ctx context.Context, id uint64, logFrom int64) {
+	logPath := n.c.Node(id).LogPath
+	start := time.Now()
+	led := time.Duration(-1) // when the latest poll answered "I lead" was sent
+	polls, unanswered := 0, 0
+	for time.Since(start) < n.stepDown {
+		sent := time.Since(start)
+		st, err := n.c.State(ctx, id)
+		polls++
+		switch {
+		case err == nil && st.Leader != id, logHasSince(logPath, logFrom, stepDownLog):
 			return
+		case err == nil:
+			led = sent
+		default:
+			unanswered++
 		}
-		n.sleep(ctx, 20*time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
-	n.problem("isolated leader %d still leads after %v", id, 5*n.c.cfg.ElectionTimeout())
+	if led < n.stepDown/2 {
+		n.lg.Warn("isolated leader's step-down undecided: no answer late in the wait",
+			zap.Uint64("node", id), zap.Duration("waited", n.stepDown), zap.Int("polls", polls), zap.Int("unanswered", unanswered))
+		return
+	}
+	n.problem("isolated leader %d still leads: it said so to a poll sent %v after the cut (waited %v; %d of %d polls unanswered)",
+		id, led.Round(time.Millisecond), n.stepDown, unanswered, polls)
 }
 
 // crashPoint restarts a node with one failpoint armed, waits for it to
@@ -241,9 +287,6 @@ func (n *nemesis) crashPoint(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Seen through even if the run ends meanwhile: a node left running
-	// with a failpoint armed would crash later, during the checks.
-	ctx = context.WithoutCancel(ctx)
 	pt := failpoint.All[n.rng.IntN(len(failpoint.All))]
 	hit := 1 + n.rng.IntN(20)
 	if strings.Contains(pt, "Snap") || pt == failpoint.WALAfterRelease {
@@ -256,7 +299,10 @@ func (n *nemesis) crashPoint(ctx context.Context) error {
 	if err := n.c.Start(ctx, id, spec); err != nil && !errors.Is(err, ErrExited) {
 		return err
 	}
-	if _, err := n.c.WaitExit(id, 3*n.hold); err == nil {
+	// The wait for the crash ends with the run, not the fault: a node left
+	// running with a failpoint armed would crash later, during the checks,
+	// so a node that did not crash is restarted clean.
+	if n.crashes(id, 3*n.hold) {
 		n.stats.CrashesAtPt++
 		n.lg.Info("crashed at failpoint", zap.Uint64("node", id), zap.String("point", pt), zap.Int("hit", hit))
 	} else {
@@ -268,203 +314,21 @@ func (n *nemesis) crashPoint(ctx context.Context) error {
 	return n.c.Start(ctx, id)
 }
 
-// lastFile is the newest file with ext in node id's data subdir.
-// readLast reads the newest file with ext in dir, and where its data ends.
-func readLast(dir, ext string) (path string, b []byte, end int, err error) {
-	if path, err = lastFile(dir, ext); err != nil {
-		return "", nil, 0, err
+// crashes reports whether node id's process ends within d (or before the
+// run ends).
+func (n *nemesis) crashes(id uint64, d time.Duration) bool {
+	select {
+	case <-n.c.Exited(id):
+		return true
+	case <-n.ended:
+	case <-time.After(d):
 	}
-	if b, err = os.ReadFile(path); err != nil {
-		return "", nil, 0, err
-	}
-	return path, b, dataEnd(b), nil
-}
-
-func lastFile(dir, ext string) (string, error) {
-	m, err := filepath.Glob(filepath.Join(dir, "*"+ext))
-	if err != nil || len(m) == 0 {
-		return "", fmt.Errorf("chaos: no %s file in %s", ext, dir)
-	}
-	sort.Strings(m)
-	return m[len(m)-1], nil
-}
-
-// dataEnd is the offset just past the last nonzero byte (WAL files are
-// preallocated with zeros).
-func dataEnd(b []byte) int {
-	end := len(b)
-	for end > 0 && b[end-1] == 0 {
-		end--
-	}
-	return end
-}
-
-// tornTail cuts the end of a follower's last WAL record, as a power loss
-// in the middle of a write would, and requires it to repair and rejoin.
-// A write can only be torn if it never completed, so it was never
-// acknowledged: to keep that true, the follower's outgoing links are cut
-// first (it goes on receiving and writing entries, but no ack leaves), and
-// it is killed while they are cut. Tearing an acknowledged record would
-// be a lost fsync, which raft cannot survive (tocommit out of range).
-func (n *nemesis) tornTail(ctx context.Context) error {
-	id, err := n.follower(ctx)
-	if err != nil {
-		return err
-	}
-	for _, o := range n.ids() {
-		if o != id {
-			n.c.Net.Set(Link{id, o}, LinkRule{Cut: true})
-		}
-	}
-	n.sleep(ctx, 300*time.Millisecond)
-	if err := n.c.Kill(id); err != nil {
-		return err
-	}
-	n.c.Net.Heal()
-	path, _, end, err := readLast(filepath.Join(n.c.Node(id).DataDir, "wal"), ".wal")
-	if err != nil {
-		return err
-	}
-	cut := 1 + n.rng.IntN(min(12, end))
-	if err := os.Truncate(path, int64(end-cut)); err != nil {
-		return err
-	}
-	n.lg.Info("tore WAL tail", zap.Uint64("node", id), zap.String("file", filepath.Base(path)), zap.Int("bytes", cut))
-	if err := n.c.Start(ctx, id); err != nil {
-		if ctx.Err() == nil { // else the run ended; healing restarts it
-			n.problem("node %d did not restart after a torn WAL tail: %v", id, err)
-		}
-		return nil
-	}
-	if logHas(n.c.Node(id).LogPath, "repaired torn WAL tail") {
-		n.stats.Repairs++
-	}
-	n.sleep(ctx, n.hold)
-	return nil
-}
-
-func fileSize(path string) int64 {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
-}
-
-// logHasSince reports whether s appears in path after offset from.
-func logHasSince(path string, from int64, s string) bool {
-	b, _ := os.ReadFile(path)
-	if from > int64(len(b)) {
+	select {
+	case <-n.c.Exited(id):
+		return true
+	default:
 		return false
 	}
-	return strings.Contains(string(b[from:]), s)
-}
-
-func logHas(path, s string) bool {
-	b, _ := os.ReadFile(path)
-	return strings.Contains(string(b), s)
-}
-
-// corrupt kills a follower and flips one bit inside the data of a WAL
-// segment or the newest snapshot. A damaged WAL must make the node refuse
-// to start; a damaged snapshot may instead be skipped for an older one the
-// WAL also names (the final state comparison then proves it harmless).
-// Then the original files are put back, as an operator restoring the disk
-// would, and the node restarts.
-func (n *nemesis) corrupt(ctx context.Context, sub, ext string) error {
-	id, err := n.follower(ctx)
-	if err != nil {
-		return err
-	}
-	if err := n.c.Kill(id); err != nil {
-		return err
-	}
-	nd := n.c.Node(id)
-	dir := filepath.Join(nd.DataDir, sub)
-	backup := dir + ".bak"
-	os.RemoveAll(backup)
-	if err := os.CopyFS(backup, os.DirFS(dir)); err != nil {
-		return fmt.Errorf("chaos: back up %s: %w", dir, err)
-	}
-	path, b, end, err := readLast(dir, ext)
-	if err != nil {
-		return err
-	}
-	// The middle of the data, clear of the file header and the last record.
-	off := end/4 + n.rng.IntN(max(1, end/2))
-	if sub == "wal" {
-		off = n.walByte(b, off)
-	}
-	b[off] ^= 1 << n.rng.IntN(8)
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return err
-	}
-	n.lg.Info("flipped a bit", zap.Uint64("node", id), zap.String("file", filepath.Base(path)), zap.Int("offset", off))
-	logStart := fileSize(nd.LogPath)
-	startErr := n.c.Start(ctx, id)
-	switch {
-	case startErr != nil && errors.Is(startErr, ErrExited):
-		n.stats.Refusals++
-	case startErr != nil:
-		return startErr
-	case sub == "wal" && logHasSince(nd.LogPath, logStart, "repaired torn WAL tail"):
-		// Damage before intact records was cut off as if it were a torn
-		// tail: acknowledged entries lost.
-		n.problem("node %d repaired away a bit flipped at offset %d of %s", id, off, filepath.Base(path))
-		n.c.Kill(id)
-	case sub == "wal":
-		// The WAL still decoded whole: the bit was one no reader uses
-		// (say, above 32 bits in a CRC's varint). Harmless.
-		n.stats.HarmlessFlips++
-		n.c.Kill(id)
-	default:
-		n.stats.SnapFallbacks++
-		n.c.Kill(id)
-	}
-	os.RemoveAll(dir)
-	if err := os.Rename(backup, dir); err != nil {
-		return fmt.Errorf("chaos: restore %s: %w", dir, err)
-	}
-	for _, f := range mustGlob(filepath.Join(dir, "*.broken")) {
-		os.Remove(f)
-	}
-	n.sleep(ctx, n.hold/2)
-	return n.c.Start(ctx, id)
-}
-
-func mustGlob(p string) []string {
-	m, _ := filepath.Glob(p)
-	return m
-}
-
-// walByte moves off to a byte the WAL's CRCs or framing cover: in the
-// frame holding off, its length's low 7 bytes or its record, never its
-// padding (etcd pads frames to 8 bytes, and a flipped padding bit is
-// rightly harmless).
-func (n *nemesis) walByte(b []byte, off int) int {
-	for pos := 0; pos+8 <= len(b); {
-		lenField := int64(binary.LittleEndian.Uint64(b[pos:]))
-		recBytes := int(uint64(lenField) &^ (uint64(0xff) << 56))
-		pad := 0
-		if lenField < 0 {
-			pad = int((uint64(lenField) >> 56) & 0x7)
-		}
-		next := pos + 8 + recBytes + pad
-		if lenField == 0 || next > len(b) {
-			return off
-		}
-		if off < next {
-			// Skip the length's top byte: etcd reads only its top bit and
-			// low 3 bits (the padding), so a flip there can be harmless.
-			k := n.rng.IntN(7 + recBytes)
-			if k >= 7 {
-				k++
-			}
-			return pos + k
-		}
-		pos = next
-	}
-	return off
 }
 
 // churn changes the membership through the API while traffic runs: with
@@ -477,30 +341,30 @@ func (n *nemesis) churn(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// A change, once asked for, is seen through even if the run ends
-	// meanwhile: its outcome must be known to heal and check the cluster.
-	ctx = context.WithoutCancel(ctx)
 	members := n.c.Members()
-	api := n.c.Node(lead).API
 	if len(members) <= 3 {
 		nd, err := n.c.NewNode()
 		if err != nil {
 			return err
 		}
 		body := fmt.Sprintf(`{"id":%d,"peer_url":%q}`, nd.ID, nd.PeerURL())
-		if status, out := mgmtCall(ctx, http.MethodPost, api+"/mgmt/nodes", body); status != http.StatusCreated {
-			n.problem("adding node %d: %d %s", nd.ID, status, out)
+		toLeader := func() string {
+			if l := n.c.Leader(ctx); l != 0 {
+				return n.c.Node(l).API
+			}
+			return n.c.Node(lead).API
+		}
+		if ok, answer := n.change(ctx, http.MethodPost, toLeader, "/mgmt/nodes", body, http.StatusCreated, http.StatusConflict); !ok {
+			n.problem("adding node %d: %s", nd.ID, answer)
 			n.c.MarkRemoved(nd.ID)
 			return nil
 		}
 		n.lg.Info("member added", zap.Uint64("node", nd.ID))
 		if err := n.c.Start(ctx, nd.ID); err != nil {
-			if ctx.Err() == nil { // else the run ended; healing starts it
-				n.problem("starting added node %d: %v", nd.ID, err)
-			}
+			n.problem("starting added node %d: %v", nd.ID, err)
 			return nil
 		}
-		n.sleep(ctx, n.hold)
+		n.wait(n.hold)
 		return nil
 	}
 	victim := lead
@@ -518,13 +382,14 @@ func (n *nemesis) churn(ctx context.Context) error {
 			break
 		}
 	}
-	if status, out := mgmtCall(ctx, http.MethodDelete, fmt.Sprintf("%s/mgmt/nodes/%d", via, victim), ""); status != http.StatusOK {
-		n.problem("removing node %d: %d %s", victim, status, out)
+	path := fmt.Sprintf("/mgmt/nodes/%d", victim)
+	if ok, answer := n.change(ctx, http.MethodDelete, func() string { return via }, path, "", http.StatusOK, http.StatusNotFound); !ok {
+		n.problem("removing node %d: %s", victim, answer)
 		return nil
 	}
 	n.c.MarkRemoved(victim)
 	n.lg.Info("member removed", zap.Uint64("node", victim))
-	code, err := n.c.WaitExit(victim, 20*time.Second)
+	code, err := n.c.WaitExit(victim, exitTimeout)
 	switch {
 	case err != nil:
 		n.problem("removed node %d did not exit: %v", victim, err)
@@ -532,8 +397,30 @@ func (n *nemesis) churn(ctx context.Context) error {
 	case code != 0:
 		n.problem("removed node %d exited with status %d", victim, code)
 	}
-	n.sleep(ctx, n.hold)
+	n.wait(n.hold)
 	return nil
+}
+
+// change asks for a membership change at api()+path until its outcome is
+// known. A 503 (the change timed out, no leader, quorum at risk) or no
+// answer at all is asked again, for up to memberTimeout: on a busy machine
+// a change can outlast the server's request timeout, and a slow answer is
+// no fault. A retry after a try that did take effect is answered with
+// gone (409: the id is used; 404: no such member), which is success too.
+func (n *nemesis) change(ctx context.Context, method string, api func() string, path, body string, ok, gone int) (bool, string) {
+	deadline := time.Now().Add(memberTimeout)
+	for try := 0; ; try++ {
+		status, out := mgmtCall(ctx, method, api()+path, body)
+		answer := fmt.Sprintf("%d %s (try %d)", status, strings.TrimSpace(out), try+1)
+		switch {
+		case status == ok, status == gone && try > 0:
+			return true, answer
+		case status != 0 && status != http.StatusServiceUnavailable, time.Now().After(deadline):
+			return false, answer
+		}
+		n.lg.Info("membership change not known yet; asking again", zap.String("answer", answer))
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func mgmtCall(ctx context.Context, method, url, body string) (int, string) {

@@ -30,7 +30,7 @@ type RunConfig struct {
 	Binary       string
 	Dir          string // becomes the failure bundle; the caller removes it on success
 	Seed         uint64
-	CheckTimeout time.Duration // porcupine's budget; default 60s
+	CheckTimeout time.Duration // porcupine's budget; default 3m
 	Logger       *zap.Logger
 }
 
@@ -60,7 +60,9 @@ func Run(ctx context.Context, s Scenario, cfg RunConfig) (*Result, error) {
 		s.Quiet = time.Second
 	}
 	if cfg.CheckTimeout == 0 {
-		cfg.CheckTimeout = 60 * time.Second
+		// Far beyond what a history of a few minutes needs (seconds), for a
+		// busy machine and the race detector.
+		cfg.CheckTimeout = 3 * time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -80,67 +82,18 @@ func Run(ctx context.Context, s Scenario, cfg RunConfig) (*Result, error) {
 	defer c.Close()
 
 	h := NewHistory()
-	s.Workload.Seed = cfg.Seed
-	trafficCtx, stopTraffic := context.WithTimeout(ctx, s.Duration)
-	defer stopTraffic()
-	trafficDone := make(chan struct{})
-	go func() { s.Workload.Run(trafficCtx, c, h); close(trafficDone) }()
-
-	nem := &nemesis{c: c, h: h, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6e656d)), lg: lg, hold: s.Hold, stats: res.Stats}
-	var nemErr error
-	for trafficCtx.Err() == nil && len(s.Faults) > 0 {
-		nem.sleep(trafficCtx, s.Quiet)
-		if trafficCtx.Err() != nil {
-			break
-		}
-		if nemErr = nem.inject(trafficCtx, s.Faults[nem.rng.IntN(len(s.Faults))]); nemErr != nil && trafficCtx.Err() == nil {
-			break
-		}
-		nemErr = nil
+	if err := play(ctx, s, cfg, c, h, res.Stats, lg); err != nil {
+		return nil, err
 	}
-	stopTraffic()
-	<-trafficDone
-	if nemErr != nil {
-		return nil, fmt.Errorf("chaos: nemesis: %w", nemErr)
-	}
-
-	// Heal, converge, drain, read each node, converge again.
-	lg.Info("healing")
 	res.Problems = append(res.Problems, res.Stats.Problems...)
-	if err := c.HealAll(ctx); err != nil {
-		res.Problems = append(res.Problems, fmt.Sprintf("heal: %v", err))
-	}
-	if _, err := c.WaitLeader(ctx, 30*time.Second); err != nil {
-		res.Problems = append(res.Problems, err.Error())
-	}
-	if _, err := c.WaitConverged(ctx, 30*time.Second); err != nil {
-		res.Problems = append(res.Problems, "before drain: "+err.Error())
-	}
-	queues := max(s.Workload.Queues, 3)
-	if err := Drain(ctx, c, h, queues, 60*time.Second); err != nil {
-		res.Problems = append(res.Problems, err.Error())
-	}
-	for _, n := range c.Members() {
-		depths, err := c.QueueDepths(ctx, n.ID)
-		if err != nil {
-			res.Problems = append(res.Problems, fmt.Sprintf("final read on node %d: %v", n.ID, err))
-			continue
-		}
-		for q, d := range depths {
-			if d != 0 {
-				res.Problems = append(res.Problems, fmt.Sprintf("node %d still shows %d messages in %s after the drain", n.ID, d, q))
-			}
-		}
-	}
-	if _, err := c.WaitConverged(ctx, 30*time.Second); err != nil {
-		res.Problems = append(res.Problems, "after drain: "+err.Error())
-	}
+	res.Problems = append(res.Problems, settle(ctx, s, c, h, lg)...)
 
 	ops := h.Ops()
+	checkStart := time.Now()
 	res.Report = Check(ops, cfg.CheckTimeout)
 	res.Problems = append(res.Problems, res.Report.Problems...)
 	res.Failovers = failovers(ops, res.Stats.LeaderFaults)
-	lg.Info("scenario finished", zap.Int("ops", len(ops)), zap.Bool("ok", res.OK()),
+	lg.Info("scenario finished", zap.Int("ops", len(ops)), zap.Bool("ok", res.OK()), zap.Duration("check", time.Since(checkStart)),
 		zap.Any("counts", res.Report.Counts), zap.Durations("failovers", res.Failovers))
 	if !res.OK() {
 		if err := writeBundle(cfg.Dir, h, res); err != nil {
@@ -148,6 +101,90 @@ func Run(ctx context.Context, s Scenario, cfg RunConfig) (*Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// play runs traffic for s.Duration with faults drawn one at a time. A
+// fault still in progress when the traffic stops is seen through and
+// undone before play returns (see nemesis.inject).
+func play(ctx context.Context, s Scenario, cfg RunConfig, c *Cluster, h *History, stats *Stats, lg *zap.Logger) error {
+	s.Workload.Seed = cfg.Seed
+	trafficCtx, stopTraffic := context.WithTimeout(ctx, s.Duration)
+	defer stopTraffic()
+	trafficDone := make(chan struct{})
+	go func() { s.Workload.Run(trafficCtx, c, h); close(trafficDone) }()
+
+	nem := &nemesis{c: c, h: h, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6e656d)), lg: lg, hold: s.Hold, stats: stats,
+		ended: trafficCtx.Done(), stepDown: stepDownWait(c.Config().ElectionTimeout())}
+	var err error
+	for trafficCtx.Err() == nil && len(s.Faults) > 0 {
+		nem.wait(s.Quiet)
+		if trafficCtx.Err() != nil {
+			break
+		}
+		if err = nem.inject(trafficCtx, s.Faults[nem.rng.IntN(len(s.Faults))]); err != nil {
+			break
+		}
+	}
+	stopTraffic()
+	<-trafficDone
+	if err != nil {
+		return fmt.Errorf("chaos: nemesis: %w", err)
+	}
+	return nil
+}
+
+// settle heals the cluster, waits for it to converge, drains every queue,
+// reads each node's queues and requires convergence again. It returns the
+// problems found. Its deadlines are generous: a slow answer is no fault.
+func settle(ctx context.Context, s Scenario, c *Cluster, h *History, lg *zap.Logger) []string {
+	lg.Info("healing")
+	var problems []string
+	start := time.Now()
+	if err := c.HealAll(ctx); err != nil {
+		problems = append(problems, fmt.Sprintf("heal: %v", err))
+	}
+	if _, err := c.WaitLeader(ctx, leaderTimeout); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if _, err := c.WaitConverged(ctx, convergeTimeout); err != nil {
+		problems = append(problems, "before drain: "+err.Error())
+	}
+	healed := time.Since(start)
+	queues := max(s.Workload.Queues, 3)
+	if err := Drain(ctx, c, h, queues, drainTimeout); err != nil {
+		problems = append(problems, err.Error())
+	}
+	drained := time.Since(start)
+	for _, n := range c.Members() {
+		depths, err := finalDepths(ctx, c, n.ID)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("final read on node %d: %v", n.ID, err))
+			continue
+		}
+		for q, d := range depths {
+			if d != 0 {
+				problems = append(problems, fmt.Sprintf("node %d still shows %d messages in %s after the drain", n.ID, d, q))
+			}
+		}
+	}
+	if _, err := c.WaitConverged(ctx, convergeTimeout); err != nil {
+		problems = append(problems, "after drain: "+err.Error())
+	}
+	lg.Info("settled", zap.Duration("healed", healed), zap.Duration("drained", drained), zap.Duration("total", time.Since(start)))
+	return problems
+}
+
+// finalDepths reads node id's queues after the drain, asking again after a
+// failed or timed-out read, for up to readTimeout.
+func finalDepths(ctx context.Context, c *Cluster, id uint64) (map[string]int, error) {
+	deadline := time.Now().Add(readTimeout)
+	for {
+		depths, err := c.QueueDepths(ctx, id)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return depths, err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // failovers measures, for each leader fault, the time to the first

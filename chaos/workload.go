@@ -367,7 +367,7 @@ func drainLeases(ctx context.Context, c *Cluster, cl *client, deadline time.Time
 		op := cl.lease(LeaseQueue, "30s", "1s")
 		switch {
 		case op.Outcome == OK && op.Value != "":
-			for cl.settle("ack", op).Outcome == Unknown {
+			for cl.settle("ack", op).Outcome == Unknown && time.Now().Before(deadline) {
 			}
 		case op.Outcome == OK:
 			depths, err := c.QueueDepths(ctx, cl.pinned)
