@@ -12,8 +12,9 @@ import (
 // reading is taken only at the next start, which the state machine tells
 // apart by the epoch.
 type clock struct {
-	start time.Time
-	// epoch names this run of the process (its start, Unix ms).
+	start time.Time // for the monotonic time since
+	// epoch names this run of the process: its start, Unix ms, on the
+	// (possibly offset) wall clock.
 	epoch int64
 }
 
@@ -22,16 +23,18 @@ type clock struct {
 const testClockOffsetEnv = "RAFTQ_TEST_CLOCK_OFFSET"
 
 func newClock() (clock, error) {
-	now := time.Now()
+	start := time.Now()
+	wall := start
 	if s := os.Getenv(testClockOffsetEnv); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil {
 			return clock{}, fmt.Errorf("%s: %w", testClockOffsetEnv, err)
 		}
-		now = now.Add(d)
+		wall = start.Add(d) // Add shifts the monotonic reading too: only epoch takes it
 	}
-	return clock{start: now, epoch: now.UnixMilli()}, nil
+	return clock{start: start, epoch: wall.UnixMilli()}, nil
 }
 
-// now is this node's time, Unix ms.
-func (c clock) now() int64 { return c.start.Add(time.Since(c.start)).UnixMilli() }
+// now is this node's time, Unix ms: the wall clock at start plus the
+// monotonic time since.
+func (c clock) now() int64 { return c.epoch + time.Since(c.start).Milliseconds() }
