@@ -238,6 +238,10 @@ func TestDeliveryBadInput(t *testing.T) {
 		{http.MethodPut, "/queues/q/config", "", http.StatusBadRequest},
 		{http.MethodGet, "/queues/b%20d?wait=20s", "", http.StatusBadRequest},
 		{http.MethodPost, "/queues/b%20d/leases?wait=20s", "", http.StatusBadRequest},
+		{http.MethodGet, "/queues/.", "", http.StatusBadRequest},
+		{http.MethodPut, "/queues/..", "", http.StatusBadRequest},
+		{http.MethodPost, "/queues/%2E%2E/leases", "", http.StatusBadRequest},
+		{http.MethodGet, "/queues/%2e?wait=1s", "", http.StatusBadRequest},
 	} {
 		req, _ := http.NewRequest(tc.method, api+tc.path, strings.NewReader("b"))
 		if name, value, ok := strings.Cut(tc.header, ": "); ok {

@@ -60,7 +60,9 @@ type api struct {
 // NewRouter returns the client API handler.
 func NewRouter(q Queue, c Cluster, lg *zap.Logger, opts Options) http.Handler {
 	a := &api{q: q, c: c, lg: lg, opts: opts.withDefaults()}
-	r := mux.NewRouter()
+	// No path cleaning: the router would answer /queues/. and /queues/..
+	// with a redirect elsewhere instead of letting the name be refused.
+	r := mux.NewRouter().SkipClean(true)
 	r.HandleFunc("/queues", a.listQueues).Methods(http.MethodGet)
 	r.HandleFunc("/queues/{queue}", a.enqueue).Methods(http.MethodPut, http.MethodPost)
 	r.HandleFunc("/queues/{queue}", a.dequeue).Methods(http.MethodGet)
