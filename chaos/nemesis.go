@@ -263,6 +263,8 @@ func (n *nemesis) checkStepsDown(ctx context.Context, id uint64, logFrom int64) 
 		polls++
 		switch {
 		case err == nil && st.Leader != id, logHasSince(logPath, logFrom, stepDownLog):
+			n.lg.Info("isolated leader stepped down", zap.Uint64("node", id), zap.Duration("within", time.Since(start)),
+				zap.Bool("answered", err == nil && st.Leader != id), zap.Int("polls", polls), zap.Int("unanswered", unanswered))
 			return
 		case err == nil:
 			led = sent
