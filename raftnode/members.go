@@ -43,21 +43,29 @@ func newMembership() *membership {
 	return &membership{members: map[uint64]*Member{}, removed: map[uint64]bool{}}
 }
 
+// decodeMemberContext reads a conf change's context; an empty one (a
+// promotion) holds no peer URLs.
+func decodeMemberContext(b []byte) (memberContext, error) {
+	var mc memberContext
+	if len(b) == 0 {
+		return mc, nil
+	}
+	if err := json.Unmarshal(b, &mc); err != nil {
+		return mc, fmt.Errorf("%w: %w", errBadMemberContext, err)
+	}
+	return mc, nil
+}
+
+var errBadMemberContext = errors.New("raftnode: undecodable member context")
+
 // add records a new member, or promotes a learner when a voter is added
 // under an existing learner's id.
-func (ms *membership) add(id uint64, context []byte, learner bool) error {
+func (ms *membership) add(id uint64, mc memberContext, learner bool) {
 	if m, ok := ms.members[id]; ok {
 		m.Learner = m.Learner && learner
-		return nil
-	}
-	var mc memberContext
-	if len(context) > 0 {
-		if err := json.Unmarshal(context, &mc); err != nil {
-			return fmt.Errorf("raftnode: member %d context: %w", id, err)
-		}
+		return
 	}
 	ms.members[id] = &Member{ID: id, PeerURLs: mc.PeerURLs, Learner: learner}
-	return nil
 }
 
 // voters lists the ids of the voting members.

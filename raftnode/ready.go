@@ -181,8 +181,17 @@ func (n *Node) applyEntry(e *raftpb.Entry) error {
 		if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
 			return fmt.Errorf("raftnode: decode conf change at %d: %w", e.GetIndex(), err)
 		}
+		// Decoded before raft applies the change: a member that raft
+		// would count but the transport could not reach (no peer URL,
+		// snapshots sent to it never reported) must not come to be.
+		// Only AddMember proposes contexts, and only valid ones, so a bad
+		// one is a damaged log: stop (rule 8).
+		mc, err := decodeMemberContext(cc.GetContext())
+		if err != nil {
+			return fmt.Errorf("raftnode: conf change at %d for member %d: %w", e.GetIndex(), cc.GetNodeId(), err)
+		}
 		n.confState = n.raft.ApplyConfChange(&cc)
-		n.applyMembership(&cc)
+		n.applyMembership(&cc, mc)
 		n.proposals.Trigger(cc.GetId(), Applied{Index: e.GetIndex(), Term: e.GetTerm()})
 	case raftpb.EntryConfChangeV2:
 		// raftq proposes only v1 changes; apply v2 ones for raft's sake.
@@ -195,15 +204,13 @@ func (n *Node) applyEntry(e *raftpb.Entry) error {
 	return nil
 }
 
-// applyMembership records a conf change; the caller holds n.mu.
-func (n *Node) applyMembership(cc *raftpb.ConfChange) {
+// applyMembership records a conf change whose context is mc; the caller
+// holds n.mu.
+func (n *Node) applyMembership(cc *raftpb.ConfChange, mc memberContext) {
 	id := cc.GetNodeId()
 	switch cc.GetType() {
 	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
-		if err := n.members.add(id, cc.GetContext(), cc.GetType() == raftpb.ConfChangeAddLearnerNode); err != nil {
-			n.lg.Warn("ignoring bad member context", zap.Uint64("member", id), zap.Error(err))
-			return
-		}
+		n.members.add(id, mc, cc.GetType() == raftpb.ConfChangeAddLearnerNode)
 		n.addPeer(*n.members.members[id])
 		n.lg.Info("member added", zap.Uint64("member", id), zap.Bool("learner", n.members.members[id].Learner))
 	case raftpb.ConfChangeRemoveNode:

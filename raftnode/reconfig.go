@@ -89,6 +89,11 @@ func (n *Node) publishAPIURL(ctx context.Context) {
 	if n.cfg.APIURL == "" {
 		return
 	}
+	data, err := json.Marshal(internalCommand{Publish: &publish{ID: n.cfg.ID, APIURL: n.cfg.APIURL}})
+	if err != nil {
+		n.lg.Error("cannot encode the API URL to publish; other nodes will not list it", zap.String("api-url", n.cfg.APIURL), zap.Error(err))
+		return
+	}
 	for {
 		n.mu.RLock()
 		m := n.members.members[n.cfg.ID]
@@ -98,12 +103,14 @@ func (n *Node) publishAPIURL(ctx context.Context) {
 			return
 		}
 		if m != nil && n.lead.Load() != raft.None {
-			data, _ := json.Marshal(internalCommand{Publish: &publish{ID: n.cfg.ID, APIURL: n.cfg.APIURL}})
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			if _, err := n.proposeAs(pctx, internalID(), data); err == nil {
-				n.lg.Info("published API URL", zap.String("api-url", n.cfg.APIURL))
-			}
+			_, err := n.proposeAs(pctx, internalID(), data)
 			cancel()
+			if err == nil {
+				n.lg.Info("published API URL", zap.String("api-url", n.cfg.APIURL))
+			} else if ctx.Err() == nil {
+				n.lg.Info("publishing API URL failed; retrying", zap.String("api-url", n.cfg.APIURL), zap.Error(err))
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -321,8 +328,16 @@ func (n *Node) TransferLeadership(ctx context.Context, id uint64) error {
 const membersPath = "/raftq/members"
 
 func (n *Node) serveMembers(w http.ResponseWriter, r *http.Request) {
+	b, err := json.Marshal(n.Status().Members)
+	if err != nil {
+		n.lg.Error("cannot encode the membership for a peer", zap.Error(err))
+		http.Error(w, "raftq: cannot encode the membership", http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(n.Status().Members)
+	if _, err := w.Write(b); err != nil {
+		n.lg.Warn("cannot send the membership to a peer", zap.String("peer", r.RemoteAddr), zap.Error(err))
+	}
 }
 
 // fetchMembers asks the peers in cfg.Peers for the membership, so that a
