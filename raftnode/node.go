@@ -81,6 +81,11 @@ type Storage interface {
 	SnapshotState(snap *raftpb.Snapshot) (rc io.ReadCloser, size int64, ok bool, err error)
 	// Snapshotter is where rafthttp saves state files peers send.
 	Snapshotter() *snap.Snapshotter
+	// CheckReceivedSnapshot checks, before raft steps it, a snapshot a
+	// peer sent, whose state file rafthttp has saved. An error refuses the
+	// message: nothing is stored, and the sender sends it again. (A disk
+	// that fails shows again in the next Save, which stops the node.)
+	CheckReceivedSnapshot(snap *raftpb.Snapshot) error
 }
 
 // Applied is the outcome of a proposal: the log position of its entry and

@@ -2,9 +2,11 @@ package raftnode
 
 import (
 	"context"
+	"fmt"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
 )
 
 // transportRaft is the face Node shows to rafthttp (rafthttp.Raft).
@@ -21,6 +23,17 @@ func (t *transportRaft) Process(ctx context.Context, m *raftpb.Message) error {
 		return ErrStopped
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+	if m.GetType() == raftpb.MsgSnap {
+		// raft takes a snapshot irrevocably: one whose state file (saved
+		// by rafthttp just before) does not match is refused here, so the
+		// leader reports a failure and sends it again, instead of this
+		// node failing on it in Save.
+		if err := n.store.CheckReceivedSnapshot(m.GetSnapshot()); err != nil {
+			n.lg.Warn("refusing a received snapshot; the leader will send it again",
+				zap.Uint64("from", m.GetFrom()), zap.Uint64("index", m.GetSnapshot().GetMetadata().GetIndex()), zap.Error(err))
+			return fmt.Errorf("raftnode: received snapshot refused: %w", err)
+		}
 	}
 	return n.raft.Step(ctx, m)
 }
