@@ -125,11 +125,12 @@ type Queue interface {
 	Configure(ctx context.Context, queue string, cfg QueueConfig) (LogPosition, error)
 	// Queues lists every queue, sorted by name.
 	Queues(ctx context.Context) ([]QueueInfo, error)
-	// AwaitReady waits, proposing nothing, until a message may be ready in
-	// queue for this caller: it returns a Turn, whose Done the caller calls
-	// once its take is over (found or not). It returns ctx's error when
-	// ctx ends first, and ErrStopping when the node shuts down.
-	AwaitReady(ctx context.Context, queue string) (Turn, error)
+	// AwaitReady waits, proposing nothing, until messages may be ready in
+	// queue for this caller, who wants up to want of them: it returns a
+	// Turn, whose Done the caller calls once its take is over (found or
+	// not). It returns ctx's error when ctx ends first, and ErrStopping
+	// when the node shuts down.
+	AwaitReady(ctx context.Context, queue string, want int) (Turn, error)
 	// HasReady reports, after a read barrier (no log entry), whether queue
 	// has a ready message.
 	HasReady(ctx context.Context, queue string) (bool, error)

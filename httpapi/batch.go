@@ -101,7 +101,7 @@ func (a *api) popMany(w http.ResponseWriter, r *http.Request, queue, maxParam st
 		return
 	}
 	var ms []Message
-	if !a.takeWithWait(w, r, queue, func(ctx context.Context) (bool, LogPosition, error) {
+	if !a.takeWithWait(w, r, queue, n, func(ctx context.Context) (bool, LogPosition, error) {
 		var pos LogPosition
 		var err error
 		ms, pos, err = a.q.PopMany(ctx, queue, n)

@@ -53,16 +53,17 @@ func leaseToken(r *http.Request) (string, error) {
 }
 
 // longPoll runs op once when wait is 0. Otherwise it waits, proposing
-// nothing, for a turn (a message may be ready for this caller), runs op,
-// and waits again if another consumer was faster, until wait passes; a
-// last read barrier (no log entry) then makes sure nothing became ready
-// unseen on a lagging node before the poll answers empty. At shutdown it
-// answers empty at once; past MaxWaiters polls waiting on this node, it
-// refuses with ErrTooManyWaiters.
-func (a *api) longPoll(r *http.Request, queue string, wait time.Duration, op func(context.Context) (bool, error)) error {
+// nothing, for a turn (up to want messages may be ready for this caller),
+// runs op, and waits again if another consumer was faster, until wait
+// passes; a last read barrier (no log entry) then makes sure nothing
+// became ready unseen on a lagging node before the poll answers empty. At
+// shutdown it answers empty at once; past MaxWaiters polls waiting on this
+// node, it refuses with ErrTooManyWaiters. It takes at most wait plus two
+// request timeouts (a take begun just before the wait ends, then the
+// barrier and a last take).
+func (a *api) longPoll(r *http.Request, queue string, wait time.Duration, want int, op func(context.Context) (bool, error)) error {
 	if wait == 0 {
-		_, err := a.once(r, op)
-		return err
+		return a.once(r, op)
 	}
 	if a.waiters.Add(1) > int64(a.opts.MaxWaiters) {
 		a.waiters.Add(-1)
@@ -71,19 +72,17 @@ func (a *api) longPoll(r *http.Request, queue string, wait time.Duration, op fun
 	defer a.waiters.Add(-1)
 	wctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
-	for {
-		t, err := a.q.AwaitReady(wctx, queue)
-		if errors.Is(err, ErrStopping) {
+	for wctx.Err() == nil {
+		t, err := a.q.AwaitReady(wctx, queue, want)
+		switch {
+		case errors.Is(err, ErrStopping):
 			return nil
-		}
-		if err != nil && wctx.Err() == nil {
+		case err != nil && wctx.Err() == nil:
 			return err // refused (a bad queue name, say)
+		case err != nil: // the wait is over, or the client left
+			continue
 		}
-		if err != nil { // the wait is over, or the client left
-			break
-		}
-		found, err := a.once(r, op)
-		t.Done()
+		found, err := a.onTurn(r, t, op)
 		if err != nil || found {
 			return err
 		}
@@ -92,17 +91,26 @@ func (a *api) longPoll(r *http.Request, queue string, wait time.Duration, op fun
 		return nil
 	}
 	ctx, cancel := a.ctx(r)
+	defer cancel()
 	ready, err := a.q.HasReady(ctx, queue)
-	cancel()
 	if err != nil || !ready {
 		return err
 	}
-	_, err = a.once(r, op)
+	_, err = op(ctx)
 	return err
 }
 
 // once runs op with the request's deadline.
-func (a *api) once(r *http.Request, op func(context.Context) (bool, error)) (bool, error) {
+func (a *api) once(r *http.Request, op func(context.Context) (bool, error)) error {
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	_, err := op(ctx)
+	return err
+}
+
+// onTurn runs op for a turn, handing the turn back whatever happens.
+func (a *api) onTurn(r *http.Request, t Turn, op func(context.Context) (bool, error)) (bool, error) {
+	defer t.Done()
 	ctx, cancel := a.ctx(r)
 	defer cancel()
 	return op(ctx)
@@ -116,7 +124,7 @@ func (a *api) lease(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var l Lease
-	if a.takeWithWait(w, r, queue, func(ctx context.Context) (found bool, pos LogPosition, err error) {
+	if a.takeWithWait(w, r, queue, 1, func(ctx context.Context) (found bool, pos LogPosition, err error) {
 		l, found, pos, err = a.q.Lease(ctx, queue, ttl)
 		return found, pos, err
 	}) {
@@ -130,7 +138,7 @@ func (a *api) lease(w http.ResponseWriter, r *http.Request) {
 // long-polling per ?wait= while nothing is ready. It answers errors and
 // 204 itself and sets the log position; true means the caller writes what
 // was found.
-func (a *api) takeWithWait(w http.ResponseWriter, r *http.Request, queue string, take func(context.Context) (bool, LogPosition, error)) bool {
+func (a *api) takeWithWait(w http.ResponseWriter, r *http.Request, queue string, want int, take func(context.Context) (bool, LogPosition, error)) bool {
 	wait, err := duration(r.URL.Query().Get("wait"), "wait", 0, 0, MaxWait)
 	if err != nil {
 		a.fail(w, err)
@@ -138,7 +146,7 @@ func (a *api) takeWithWait(w http.ResponseWriter, r *http.Request, queue string,
 	}
 	var found bool
 	var pos LogPosition
-	err = a.longPoll(r, queue, wait, func(ctx context.Context) (bool, error) {
+	err = a.longPoll(r, queue, wait, want, func(ctx context.Context) (bool, error) {
 		var err error
 		found, pos, err = take(ctx)
 		return found, err

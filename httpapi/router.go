@@ -177,7 +177,7 @@ func (a *api) dequeue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var m Message
-	if a.takeWithWait(w, r, queue, func(ctx context.Context) (found bool, pos LogPosition, err error) {
+	if a.takeWithWait(w, r, queue, 1, func(ctx context.Context) (found bool, pos LogPosition, err error) {
 		m, found, pos, err = a.q.Dequeue(ctx, queue)
 		return found, pos, err
 	}) {

@@ -75,7 +75,7 @@ func (f *fakeQueue) Configure(_ context.Context, q string, cfg QueueConfig) (Log
 
 // AwaitReady gives a turn when changed is closed, ErrStopping once stopping
 // is closed.
-func (f *fakeQueue) AwaitReady(ctx context.Context, _ string) (Turn, error) {
+func (f *fakeQueue) AwaitReady(ctx context.Context, _ string, _ int) (Turn, error) {
 	if f.awaiting != nil {
 		f.awaiting <- struct{}{}
 	}

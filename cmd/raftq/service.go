@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/raftq/raftq/httpapi"
@@ -16,9 +17,10 @@ import (
 // service implements httpapi.Queue and httpapi.Cluster over a raft node and
 // the queue state machine it replicates.
 type service struct {
-	node  *raftnode.Node
-	fsm   *notifyingFSM
-	clock clock
+	node    *raftnode.Node
+	fsm     *notifyingFSM
+	clock   clock
+	stateMu sync.Mutex // one /debug/state capture at a time
 }
 
 // propose stamps c with this node's clock and replicates it.
@@ -140,11 +142,11 @@ func localTime(at, now int64) time.Time {
 	return time.Now().Add(time.Duration(at-now) * time.Millisecond)
 }
 
-func (s *service) AwaitReady(ctx context.Context, queue string) (httpapi.Turn, error) {
+func (s *service) AwaitReady(ctx context.Context, queue string, want int) (httpapi.Turn, error) {
 	if err := checkName(queue); err != nil {
 		return nil, err
 	}
-	return s.fsm.await(ctx, s.node.View, queue)
+	return s.fsm.await(ctx, s.node.View, queue, want)
 }
 
 func (s *service) HasReady(ctx context.Context, queue string) (bool, error) {
@@ -340,6 +342,10 @@ func unavailable(err error) error {
 // hash is computed from a captured view, off the node's lock: polled
 // against a deep queue it must not stall applying, ticks or heartbeats.
 func (s *service) LocalState() (httpapi.LocalState, error) {
+	// One at a time: each capture keeps a version of the state alive until
+	// it is written and makes later changes copy what they touch.
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
 	applied, write := s.node.CaptureState()
 	h := sha256.New()
 	if err := write(h); err != nil {

@@ -32,10 +32,18 @@ type notifyingFSM struct {
 }
 
 // queueWaiters are the long polls of one queue: waiting, oldest first, and
-// the number of turns given and not yet handed back.
+// the messages promised to turns given and not yet handed back.
 type queueWaiters struct {
-	waiting []chan struct{} // closed when given a turn
-	turns   int
+	waiting  []*waiter
+	promised int
+}
+
+// waiter is one long poll. ch is closed when it is given a turn, for
+// given messages (at most the want it asked for).
+type waiter struct {
+	ch    chan struct{}
+	want  int
+	given int
 }
 
 func newNotifyingFSM() *notifyingFSM {
@@ -70,17 +78,24 @@ func (f *notifyingFSM) RestoreFrom(r io.Reader) error {
 	return err
 }
 
-// grant gives turns to waiters of queue while it has ready messages no
-// turn was given for. The caller holds mu and the node's lock.
+// grant gives turns to waiters of queue, oldest first, while it has ready
+// messages no turn was given for: a waiter that wants up to N is promised
+// up to N. The caller holds mu and the node's lock.
 func (f *notifyingFSM) grant(queue string) {
 	qw := f.queues[queue]
 	if qw == nil {
 		return
 	}
-	for len(qw.waiting) > 0 && f.FSM.Ready(queue) > qw.turns {
-		close(qw.waiting[0])
-		qw.waiting = qw.waiting[1:]
-		qw.turns++
+	if len(qw.waiting) > 0 {
+		free := f.FSM.Ready(queue) - qw.promised
+		for len(qw.waiting) > 0 && free > 0 {
+			w := qw.waiting[0]
+			w.given = min(w.want, free)
+			free -= w.given
+			qw.promised += w.given
+			close(w.ch)
+			qw.waiting = qw.waiting[1:]
+		}
 	}
 	f.forgetIdle(queue, qw)
 }
@@ -92,7 +107,7 @@ func (f *notifyingFSM) grantAll() {
 }
 
 func (f *notifyingFSM) forgetIdle(queue string, qw *queueWaiters) {
-	if len(qw.waiting) == 0 && qw.turns == 0 {
+	if len(qw.waiting) == 0 && qw.promised == 0 {
 		delete(f.queues, queue)
 	}
 }
@@ -102,27 +117,28 @@ type turn struct {
 	f     *notifyingFSM
 	view  func(func())
 	queue string
+	w     *waiter
 	once  sync.Once
 }
 
-func (t *turn) Done() { t.once.Do(func() { t.f.handBack(t.view, t.queue) }) }
+func (t *turn) Done() { t.once.Do(func() { t.f.handBack(t.view, t.queue, t.w.given) }) }
 
-func (f *notifyingFSM) handBack(view func(func()), queue string) {
+func (f *notifyingFSM) handBack(view func(func()), queue string, given int) {
 	view(func() {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		if qw := f.queues[queue]; qw != nil {
-			qw.turns--
+			qw.promised -= given
 			f.grant(queue)
 		}
 	})
 }
 
-// await returns a turn once a message may be ready in queue for this
-// waiter; ctx's error when ctx ends first; httpapi.ErrStopping at
+// await returns a turn once up to want messages may be ready in queue for
+// this waiter; ctx's error when ctx ends first; httpapi.ErrStopping at
 // shutdown.
-func (f *notifyingFSM) await(ctx context.Context, view func(func()), queue string) (httpapi.Turn, error) {
-	var ch chan struct{}
+func (f *notifyingFSM) await(ctx context.Context, view func(func()), queue string, want int) (httpapi.Turn, error) {
+	w := &waiter{ch: make(chan struct{}), want: max(want, 1)}
 	var err error
 	view(func() {
 		f.mu.Lock()
@@ -136,23 +152,22 @@ func (f *notifyingFSM) await(ctx context.Context, view func(func()), queue strin
 			qw = &queueWaiters{}
 			f.queues[queue] = qw
 		}
-		ch = make(chan struct{})
-		qw.waiting = append(qw.waiting, ch)
+		qw.waiting = append(qw.waiting, w)
 		f.grant(queue)
 	})
 	if err != nil {
 		return nil, err
 	}
-	t := &turn{f: f, view: view, queue: queue}
+	t := &turn{f: f, view: view, queue: queue, w: w}
 	select {
-	case <-ch:
+	case <-w.ch:
 		return t, nil
 	case <-ctx.Done():
 		err = ctx.Err()
 	case <-f.stop:
 		err = httpapi.ErrStopping
 	}
-	if f.leave(queue, ch) {
+	if f.leave(queue, w) {
 		t.Done() // given a turn meanwhile: pass it on
 	}
 	return nil, err
@@ -160,11 +175,11 @@ func (f *notifyingFSM) await(ctx context.Context, view func(func()), queue strin
 
 // leave removes a waiter that stops waiting; true when it had been given a
 // turn already.
-func (f *notifyingFSM) leave(queue string, ch chan struct{}) (granted bool) {
+func (f *notifyingFSM) leave(queue string, w *waiter) (granted bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	qw := f.queues[queue]
-	if i := slices.Index(qw.waiting, ch); i >= 0 {
+	if i := slices.Index(qw.waiting, w); i >= 0 {
 		qw.waiting = slices.Delete(qw.waiting, i, i+1)
 		f.forgetIdle(queue, qw)
 		return false

@@ -31,7 +31,7 @@ func (h *waiterHarness) wait(ctx context.Context, queue string) <-chan error {
 	started := make(chan struct{})
 	go func() {
 		close(started)
-		t, err := h.f.await(ctx, locked, queue)
+		t, err := h.f.await(ctx, locked, queue, 1)
 		if err == nil {
 			t.Done()
 		}
@@ -101,7 +101,7 @@ func TestTurnsMatchReadyMessages(t *testing.T) {
 	h := &waiterHarness{t: t, f: newNotifyingFSM()}
 	ctx := context.Background()
 	h.apply(queuefsm.Command{Op: queuefsm.OpEnqueue, Queue: "q", Body: []byte("m")})
-	t1, err := h.f.await(ctx, locked, "q") // one ready: a turn at once
+	t1, err := h.f.await(ctx, locked, "q", 1) // one ready: a turn at once
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,36 @@ func TestWaitersLeaveAndStop(t *testing.T) {
 	if err := <-w; !errors.Is(err, httpapi.ErrStopping) {
 		t.Fatalf("at shutdown: %v", err)
 	}
-	if _, err := h.f.await(context.Background(), locked, "q"); !errors.Is(err, httpapi.ErrStopping) {
+	if _, err := h.f.await(context.Background(), locked, "q", 1); !errors.Is(err, httpapi.ErrStopping) {
 		t.Fatalf("after shutdown: %v", err)
+	}
+}
+
+// A waiter that wants up to N is promised up to N: three ready messages
+// and three waiters of ?max=10 wake one of them, not three.
+func TestWaitersPromiseWhatTheyWant(t *testing.T) {
+	h := &waiterHarness{t: t, f: newNotifyingFSM()}
+	ctx := context.Background()
+	h.apply(queuefsm.Command{Op: queuefsm.OpDequeue, Queue: "q"})
+	var turns []httpapi.Turn
+	got := make(chan httpapi.Turn, 3)
+	for range 3 {
+		go func() {
+			tr, err := h.f.await(ctx, locked, "q", 10)
+			if err == nil {
+				got <- tr
+			}
+		}()
+	}
+	h.waitFor(func() bool { return h.waiting("q") == 3 })
+	h.apply(queuefsm.Command{Op: queuefsm.OpBatch, Queue: "q", Items: []queuefsm.BatchItem{{Body: "a"}, {Body: "b"}, {Body: "c"}}})
+	turns = append(turns, <-got)
+	if h.waiting("q") != 2 || len(got) != 0 {
+		t.Fatalf("%d waiters still wait, %d more woken, for 3 messages promised to one", h.waiting("q"), len(got))
+	}
+	h.apply(queuefsm.Command{Op: queuefsm.OpPopMany, Queue: "q", Max: 10})
+	turns[0].Done()
+	if h.waiting("q") != 2 {
+		t.Fatal("a waiter was woken after the messages were taken")
 	}
 }

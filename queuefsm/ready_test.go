@@ -1,0 +1,43 @@
+package queuefsm
+
+import "testing"
+
+// Ready counts what a take would find, also when the clock has moved past
+// a lease or a delay through another queue's command (expiry is lazy), and
+// changes nothing.
+func TestReadyCountsDueTimers(t *testing.T) {
+	f := New()
+	seq := uint64(0)
+	apply := func(c Command) any {
+		seq++
+		return f.Apply(seq, c.Encode())
+	}
+	apply(Command{Op: OpEnqueue, Time: 1000, Queue: "q", Body: []byte("a")})
+	apply(Command{Op: OpEnqueue, Time: 1000, Queue: "q", Body: []byte("b"), Delay: 2000})
+	if r := apply(Command{Op: OpLease, Time: 1000, Queue: "q", TTL: 1000}).(DequeueResult); !r.Found {
+		t.Fatal("no lease")
+	}
+	if n := f.Ready("q"); n != 0 {
+		t.Fatalf("ready %d with one leased and one delayed", n)
+	}
+	apply(Command{Op: OpEnqueue, Time: 2500, Queue: "other", Body: []byte("x")}) // lease over
+	if n := f.Ready("q"); n != 1 {
+		t.Fatalf("ready %d after the lease ended", n)
+	}
+	apply(Command{Op: OpEnqueue, Time: 3500, Queue: "other", Body: []byte("y")}) // delay over
+	before, _ := f.Snapshot()
+	if n := f.Ready("q"); n != 2 {
+		t.Fatalf("ready %d after the delay ended too", n)
+	}
+	if after, _ := f.Snapshot(); string(after) != string(before) {
+		t.Fatal("Ready changed the state")
+	}
+	for i := range 2 {
+		if r := apply(Command{Op: OpDequeue, Time: 3500, Queue: "q"}).(DequeueResult); !r.Found {
+			t.Fatalf("take %d found nothing though Ready said 2", i)
+		}
+	}
+	if n := f.Ready("q"); n != 0 {
+		t.Fatalf("ready %d after taking both", n)
+	}
+}
