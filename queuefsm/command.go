@@ -10,12 +10,20 @@ import (
 // versions are still read, so old logs replay as they applied: version 1
 // (no time) from before leases, version 2 (time, no proposer) from before
 // the clock followed each proposer's run; both decode with Proposer 0.
-// Version 3 adds Proposer and Epoch after Time. A replica that meets an
-// unknown version refuses it deterministically.
+// Version 3 adds Proposer and Epoch after Time. Version 4 has the header
+// of version 3 and adds the ops from OpDeleteQueue on, the limits of a
+// configure, and the rule that limits and alarms bind enqueues and
+// batches (those of versions 1 to 3 were accepted before limits existed,
+// and replay so). Encode writes each op in the version whose rules it
+// follows: version 4 for those ops, enqueue, batch and configure, version
+// 3 for the others, whose meaning has not changed. A replica that meets an
+// unknown version refuses it deterministically, as versions 1 to 3 refuse
+// the ops of version 4.
 const (
 	commandV1      = 1
 	commandV2      = 2
-	commandVersion = 3
+	commandV3      = 3
+	commandVersion = 4
 )
 
 // Op names a state-machine operation.
@@ -28,10 +36,51 @@ const (
 	OpAck       Op = 4  // remove a leased message for good
 	OpRelease   Op = 5  // give a leased message back (after Delay)
 	OpExtend    Op = 6  // extend a lease to now + TTL
-	OpConfigure Op = 7  // set MaxDeliveries and DeadLetterQueue
+	OpConfigure Op = 7  // set MaxDeliveries, DeadLetterQueue, MaxMessages, MaxBytes (see Fields)
 	OpTick      Op = 8  // only advance the clock (expire leases, delays)
 	OpBatch     Op = 9  // append several messages, all or nothing
 	OpPopMany   Op = 10 // pop up to Max messages at once
+	// From version 4 on:
+	OpDeleteQueue Op = 11 // remove a queue with its messages, keys and config
+	OpPurge       Op = 12 // drop a queue's ready and delayed messages
+	OpSetLimits   Op = 13 // set the cluster's MaxQueues and MaxBytes
+	OpAlarm       Op = 14 // raise or clear Node's disk space alarm
+)
+
+var opNames = [...]string{OpEnqueue: "enqueue", OpDequeue: "dequeue", OpLease: "lease", OpAck: "ack",
+	OpRelease: "release", OpExtend: "extend", OpConfigure: "configure", OpTick: "tick", OpBatch: "batch",
+	OpPopMany: "pop many", OpDeleteQueue: "delete queue", OpPurge: "purge", OpSetLimits: "set limits", OpAlarm: "alarm"}
+
+func (o Op) String() string {
+	if int(o) < len(opNames) && opNames[o] != "" {
+		return opNames[o]
+	}
+	return fmt.Sprintf("op %d", byte(o))
+}
+
+// version is the command version Encode writes for the op (see
+// commandVersion).
+func (o Op) version() byte {
+	switch o {
+	case OpEnqueue, OpBatch, OpConfigure, OpDeleteQueue, OpPurge, OpSetLimits, OpAlarm:
+		return commandVersion
+	}
+	return commandV3
+}
+
+// Fields names the fields a configure or a set-limits command sets; the
+// others keep their value. 0 sets every field the op has (configure: the
+// four queue fields; set limits: both cluster limits), which is what a
+// configure of versions 2 and 3 does. FieldMaxBytes is the queue's limit
+// in a configure, the cluster's in a set-limits.
+type Fields byte
+
+const (
+	FieldMaxDeliveries Fields = 1 << iota
+	FieldDeadLetterQueue
+	FieldMaxMessages
+	FieldMaxBytes
+	FieldMaxQueues
 )
 
 // MaxBatch is the most messages one batch enqueue or pop may carry.
@@ -67,6 +116,12 @@ type Command struct {
 	Body            []byte      // enqueue
 	Items           []BatchItem // batch
 	Max             uint64      // pop many
+	MaxMessages     int64       // configure: the queue's limit, 0 for none
+	MaxBytes        int64       // configure: the queue's limit; set limits: the cluster's; 0 for none
+	MaxQueues       int64       // set limits: 0 for none
+	Fields          Fields      // configure, set limits: what they set (0: all)
+	Node            uint64      // alarm: the node whose disk it is
+	Raise           bool        // alarm: raise it (false: clear it)
 }
 
 // ErrBadCommand reports a command that cannot be decoded. Apply returns it as
@@ -76,7 +131,7 @@ var ErrBadCommand = errors.New("queuefsm: malformed command")
 // Encode returns the command's bytes.
 func (c Command) Encode() []byte {
 	b := make([]byte, 0, 32+len(c.Queue)+len(c.ContentType)+len(c.IdempotencyKey)+len(c.Token)+len(c.DeadLetterQueue)+len(c.Body))
-	b = append(b, commandVersion, byte(c.Op))
+	b = append(b, c.Op.version(), byte(c.Op))
 	b = binary.AppendVarint(b, c.Time)
 	b = binary.AppendUvarint(b, c.Proposer)
 	b = binary.AppendVarint(b, c.Epoch)
@@ -103,6 +158,16 @@ func (c Command) Encode() []byte {
 	case OpConfigure:
 		b = binary.AppendUvarint(b, c.MaxDeliveries)
 		b = appendString(b, c.DeadLetterQueue)
+		b = append(b, byte(c.Fields))
+		b = binary.AppendVarint(b, c.MaxMessages)
+		b = binary.AppendVarint(b, c.MaxBytes)
+	case OpSetLimits:
+		b = append(b, byte(c.Fields))
+		b = binary.AppendVarint(b, c.MaxQueues)
+		b = binary.AppendVarint(b, c.MaxBytes)
+	case OpAlarm:
+		b = binary.AppendUvarint(b, c.Node)
+		b = append(b, boolByte(c.Raise))
 	case OpBatch:
 		b = binary.AppendUvarint(b, uint64(len(c.Items)))
 		for _, it := range c.Items {
@@ -134,12 +199,15 @@ func DecodeCommand(cmd []byte) (Command, error) {
 	switch cmd[0] {
 	case commandV1:
 		return decodeV1(cmd)
-	case commandV2, commandVersion:
+	case commandV2, commandV3, commandVersion:
 	default:
 		return Command{}, fmt.Errorf("%w: version %d", ErrBadCommand, cmd[0])
 	}
 	r := &reader{b: cmd[2:]}
 	c := Command{Op: Op(cmd[1])}
+	if c.Op > OpPopMany && cmd[0] < commandVersion {
+		return Command{}, fmt.Errorf("%w: op %d in version %d", ErrBadCommand, c.Op, cmd[0])
+	}
 	c.Time, c.Proposer, c.Epoch = r.header(cmd[0])
 	c.Queue = r.string()
 	if c.Proposer > MaxProposer {
@@ -149,7 +217,7 @@ func DecodeCommand(cmd []byte) (Command, error) {
 	case OpEnqueue:
 		c.ContentType, c.IdempotencyKey, c.Delay = r.string(), r.string(), r.varint()
 		c.Body, r.b = r.b, nil
-	case OpDequeue, OpTick:
+	case OpDequeue, OpTick, OpDeleteQueue, OpPurge:
 	case OpLease:
 		c.TTL = r.varint()
 	case OpAck:
@@ -160,6 +228,13 @@ func DecodeCommand(cmd []byte) (Command, error) {
 		c.ID, c.Token, c.TTL = r.uvarint(), r.string(), r.varint()
 	case OpConfigure:
 		c.MaxDeliveries, c.DeadLetterQueue = r.uvarint(), r.string()
+		if len(r.b) > 0 { // versions 2 and 3 end here (Encode always wrote the limits since)
+			c.Fields, c.MaxMessages, c.MaxBytes = Fields(r.byte()), r.varint(), r.varint()
+		}
+	case OpSetLimits:
+		c.Fields, c.MaxQueues, c.MaxBytes = Fields(r.byte()), r.varint(), r.varint()
+	case OpAlarm:
+		c.Node, c.Raise = r.uvarint(), r.bool()
 	case OpBatch:
 		n := r.uvarint()
 		if n > MaxBatch {
@@ -230,7 +305,7 @@ func QueueOf(cmd []byte) (queue string, tick bool) {
 	r := &reader{b: cmd[2:]}
 	switch cmd[0] {
 	case commandV1:
-	case commandV2, commandVersion:
+	case commandV2, commandV3, commandVersion:
 		r.header(cmd[0])
 	default:
 		return "", false
@@ -238,11 +313,20 @@ func QueueOf(cmd []byte) (queue string, tick bool) {
 	return r.string(), cmd[0] != commandV1 && Op(cmd[1]) == OpTick
 }
 
+// OpOf reads a command's op from its header (0 if it has none), e.g. to
+// answer the consumers waiting on a queue that a command deleted.
+func OpOf(cmd []byte) Op {
+	if len(cmd) < 2 {
+		return 0
+	}
+	return Op(cmd[1])
+}
+
 // header reads the fields between the op and the queue: the time, and from
 // version 3 on the proposer and its epoch.
 func (r *reader) header(version byte) (time int64, proposer uint64, epoch int64) {
 	time = r.varint()
-	if version >= commandVersion {
+	if version >= commandV3 {
 		proposer, epoch = r.uvarint(), r.varint()
 	}
 	return time, proposer, epoch
@@ -265,6 +349,26 @@ func (r *reader) byte() byte {
 	c := r.b[0]
 	r.b = r.b[1:]
 	return c
+}
+
+// bool reads a byte that must be 0 or 1.
+func (r *reader) bool() bool {
+	switch b := r.byte(); b {
+	case 0, 1:
+		return b == 1
+	default:
+		if r.err == nil {
+			r.err = fmt.Errorf("bool byte %d", b)
+		}
+		return false
+	}
+}
+
+func boolByte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (r *reader) bytes(n int) []byte {

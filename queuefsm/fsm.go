@@ -14,10 +14,8 @@ package queuefsm
 
 import (
 	"container/heap"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 )
 
@@ -145,7 +143,8 @@ type LeaseResult struct {
 	Now     int64 // the state machine's clock when applied
 }
 
-// Done is Apply's result for an ack, a release, a configure or a tick.
+// Done is Apply's result for an ack, a release, a configure, a tick, a
+// queue deletion, a change of the cluster limits or of an alarm.
 type Done struct{}
 
 // QueueInfo describes one queue.
@@ -165,15 +164,23 @@ type FSM struct {
 	clocks []proposerClock
 	// gen counts captures; records older than the last one are copied
 	// before they change (see Capture).
-	gen uint64
+	gen uint32
 	// metas shares the meta of messages without origin by content type
 	// (a few dozen bytes each, a million times over).
 	metas map[string]*msgMeta
+
+	limits ClusterLimits // MaxQueues and MaxBytes only (see Limits)
+	bytes  int64         // what every queue's messages and keys cost
+	// idFloor is the largest id any deleted queue handed out: new queues
+	// start above it.
+	idFloor uint64
+	alarms  []uint64 // nodes out of disk space, ascending
 }
 
-// New returns an empty state machine.
+// New returns an empty state machine with the default limits.
 func New() *FSM {
-	return &FSM{queues: make(map[string]*queue), metas: make(map[string]*msgMeta)}
+	return &FSM{queues: make(map[string]*queue), metas: make(map[string]*msgMeta),
+		limits: ClusterLimits{MaxQueues: DefaultMaxQueues, MaxBytes: DefaultMaxBytes}}
 }
 
 // maxShared bounds the content types whose meta is shared; messages of
@@ -222,170 +229,93 @@ func (f *FSM) HasTimers() bool {
 	return false
 }
 
-// Apply executes one encoded command and returns one of
-// the result types above, or an error wrapping ErrBadCommand,
-// ErrInvalidName, ErrInvalidArg, ErrNoMessage, ErrLeaseLost or
-// ErrKeyReused. seq must grow with each command (raftnode passes the raft
-// index); lease tokens are made from it. Apply copies what it keeps, so
-// cmd may be reused.
+// Apply executes one encoded command and returns one of the result types
+// above, or an error wrapping ErrBadCommand, ErrInvalidName,
+// ErrInvalidArg, ErrNoMessage, ErrLeaseLost, ErrKeyReused, ErrNoQueue,
+// ErrQueueFull, ErrClusterFull or ErrNoSpace. seq must grow with each
+// command (raftnode passes the raft index); lease tokens are made from it.
+// Apply copies what it keeps, so cmd may be reused.
+//
+// Every command takes one shared step (decode, advance the clock, check
+// the queue name and durations, expire the queue's leases, delays and
+// keys), then its op's handler (see ops).
 func (f *FSM) Apply(seq uint64, cmd []byte) any {
 	c, err := DecodeCommand(cmd)
 	if err != nil {
 		return err
 	}
 	f.advance(c)
-	if c.Op == OpTick {
-		for _, name := range f.names() {
-			f.expire(f.queues[name])
+	x := call{Command: c, seq: seq, version: cmd[0]}
+	op := ops[c.Op]
+	if !op.cluster {
+		if err := x.check(); err != nil {
+			return err
 		}
-		return Done{}
+		if x.q = f.queues[c.Queue]; x.q != nil {
+			f.expire(x.q)
+		}
 	}
-	validName := ValidateName
-	if cmd[0] < commandVersion {
-		validName = validateNameV2
+	return op.apply(f, x)
+}
+
+// call is one command in Apply: decoded, with its version and the queue
+// it names (nil while that queue does not exist).
+type call struct {
+	Command
+	seq     uint64
+	version byte
+	q       *queue
+}
+
+// validName is the queue name rule of the command's version: versions 1
+// and 2 accepted "." and "..", and an old log must replay as it applied.
+func (c *call) validName(name string) error {
+	if c.version < commandV3 {
+		return validateNameV2(name)
 	}
-	if err := validName(c.Queue); err != nil {
+	return ValidateName(name)
+}
+
+// check is the shared validation of commands that name a queue.
+func (c *call) check() error {
+	if err := c.validName(c.Queue); err != nil {
 		return err
 	}
 	if c.Delay < 0 || c.TTL < 0 {
 		return fmt.Errorf("%w: negative duration", ErrInvalidArg)
 	}
-	q := f.queues[c.Queue]
-	if q != nil {
-		f.expire(q)
-	}
-	switch c.Op {
-	case OpEnqueue:
-		return f.enqueue(c)
-	case OpBatch:
-		if len(c.Items) == 0 {
-			return fmt.Errorf("%w: empty batch", ErrInvalidArg)
-		}
-		q = f.queue(c.Queue)
-		ids := make([]uint64, len(c.Items))
-		for i, it := range c.Items {
-			q.lastID++
-			m := &msg{id: q.lastID, meta: metaIn(f.metas, it.ContentType), body: it.Body, gen: f.gen}
-			q.msgs.add(m)
-			q.makeReady(m, 0, 0)
-			ids[i] = m.id
-		}
-		return BatchResult{IDs: ids}
-	case OpConfigure:
-		if c.DeadLetterQueue != "" {
-			if err := validName(c.DeadLetterQueue); err != nil {
-				return err
-			}
-			if c.DeadLetterQueue == c.Queue {
-				return fmt.Errorf("%w: a queue cannot be its own dead-letter queue", ErrInvalidArg)
-			}
-		}
-		q = f.queue(c.Queue)
-		q.maxDeliveries, q.dlq = c.MaxDeliveries, c.DeadLetterQueue
-		return Done{}
-	}
-	if q == nil {
-		switch c.Op {
-		case OpDequeue, OpLease:
-			return DequeueResult{Now: f.now}
-		case OpPopMany:
-			return PopManyResult{}
-		}
-		return fmt.Errorf("%w: %d in %s", ErrNoMessage, c.ID, c.Queue)
-	}
-	switch c.Op {
-	case OpPopMany:
-		if c.Max == 0 || c.Max > MaxBatch {
-			return fmt.Errorf("%w: max must be 1 to %d", ErrInvalidArg, MaxBatch)
-		}
-		var out []Message
-		for uint64(len(out)) < c.Max {
-			m := q.nextReady(f)
-			if m == nil {
-				break
-			}
-			q.remove(m)
-			out = append(out, m.public())
-		}
-		return PopManyResult{Messages: out}
-	case OpDequeue:
-		m := q.nextReady(f)
-		if m == nil {
-			return DequeueResult{Now: f.now}
-		}
-		q.remove(m)
-		return DequeueResult{Message: m.public(), Found: true, Now: f.now}
-	case OpLease:
-		m := q.nextReady(f)
-		if m == nil {
-			return DequeueResult{Now: f.now}
-		}
-		m = q.own(f, m)
-		if m.deliveries < math.MaxUint32 {
-			m.deliveries++
-		}
-		m.state, m.at, m.lease = stateLeased, f.now+c.TTL, seq
-		q.leasedN++
-		heap.Push(&q.timers, timer{at: m.at, id: m.id})
-		return DequeueResult{Message: m.public(), Found: true, Token: m.token(), Expires: m.at, Now: f.now}
-	}
-	m, err := q.leased(c.ID, c.Token)
-	if err != nil {
-		return err
-	}
-	switch c.Op {
-	case OpAck:
-		q.remove(m)
-		return Done{}
-	case OpRelease:
-		q.leasedN--
-		q.makeReady(q.own(f, m), f.now+c.Delay, f.now)
-		return Done{}
-	default: // OpExtend
-		m = q.own(f, m)
-		m.at = f.now + c.TTL
-		heap.Push(&q.timers, timer{at: m.at, id: m.id})
-		return LeaseResult{Expires: m.at, Now: f.now}
-	}
+	return nil
 }
 
+// limited reports whether limits and alarms bind the command: commands of
+// versions 1 to 3 were accepted before limits existed, and an old log
+// must replay as it applied, whatever the limits now.
+func (c *call) limited() bool { return c.version >= commandVersion }
+
+// queue returns the queue named, made if need be: a new queue's ids start
+// above every id a deleted queue handed out (idFloor), so a name used
+// again never repeats an id of its earlier life.
 func (f *FSM) queue(name string) *queue {
 	q := f.queues[name]
 	if q == nil {
-		q = newQueue(name)
+		q = newQueue(name, f.idFloor)
 		f.queues[name] = q
 	}
 	return q
 }
 
-func (f *FSM) enqueue(c Command) any {
-	q := f.queue(c.Queue)
-	var sum [32]byte
-	if c.IdempotencyKey != "" {
-		if err := ValidateIdempotencyKey(c.IdempotencyKey); err != nil {
-			return err
-		}
-		sum = sha256.Sum256(append([]byte(c.ContentType+"\x00"), c.Body...))
-		q.forgetKeys(f.now)
-		if seen, ok := q.keys[c.IdempotencyKey]; ok {
-			if seen.sum != sum {
-				return fmt.Errorf("%w: key %q", ErrKeyReused, c.IdempotencyKey)
-			}
-			return EnqueueResult{ID: seen.id, Replay: true}
-		}
-	}
-	q.lastID++
-	m := &msg{id: q.lastID, meta: metaIn(f.metas, c.ContentType), body: string(c.Body), gen: f.gen}
-	q.msgs.add(m)
-	q.makeReady(m, f.now+c.Delay, f.now)
-	if c.IdempotencyKey != "" {
-		q.remember(c.IdempotencyKey, m.id, sum, f.now)
-	}
-	return EnqueueResult{ID: m.id}
+// charge counts what a change of q's messages or keys costs, in q and in
+// the cluster.
+func (f *FSM) charge(q *queue, msgs, keys int64) {
+	q.msgBytes += msgs
+	q.keyBytes += keys
+	f.bytes += msgs + keys
 }
 
-// expire makes expired leases and due delayed messages ready.
+// expire makes expired leases and due delayed messages ready, and forgets
+// idempotency keys past the window (as a keyed enqueue would first).
 func (f *FSM) expire(q *queue) {
+	q.forgetKeys(f)
 	for len(q.timers) > 0 && q.timers[0].at <= f.now {
 		t := heap.Pop(&q.timers).(timer)
 		m := q.msgs.get(t.id)
@@ -404,8 +334,8 @@ func (f *FSM) expire(q *queue) {
 	}
 }
 
-// Queues lists every queue that has ever been used, sorted by name. Queues
-// are kept when empty so that their ids are never reused.
+// Queues lists every queue, sorted by name. A queue is kept, empty or
+// not, until it is deleted.
 func (f *FSM) Queues() []QueueInfo {
 	out := make([]QueueInfo, 0, len(f.queues))
 	for _, name := range f.names() {

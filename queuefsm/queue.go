@@ -3,6 +3,7 @@ package queuefsm
 import (
 	"container/heap"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -17,18 +18,29 @@ const (
 
 // msg is a stored message and where it stands. A queue holds a million
 // of them, so the record is kept to 64 bytes (one size class): what most
-// messages share sits behind meta, and a lease's token is rebuilt from
-// the number of the command that took the lease.
+// messages share sits behind meta, a lease's token is rebuilt from the
+// number of the command that took the lease, the enqueue time is kept to
+// the second and gen in 32 bits (see FSM.Capture for its wrap).
 type msg struct {
 	id         uint64
 	body       string   // never changes
 	meta       *msgMeta // nil: no content type, no origin
 	at         int64    // leased: lease expiry; delayed: when it becomes ready
 	lease      uint64   // leased: the seq of the lease command (see token)
-	gen        uint64   // the FSM's gen when this record was made
+	gen        uint32   // the FSM's gen when this record was made
 	deliveries uint32   // saturates
+	enqueued   uint32   // cluster time in seconds when stored (see seconds)
 	state      msgState
 }
+
+// seconds is cluster time ms as a record keeps it: whole seconds, within
+// uint32 (cluster time starts from Unix ms stamps: good until 2106).
+func seconds(ms int64) uint32 {
+	return uint32(min(max(ms, 0)/1000, math.MaxUint32))
+}
+
+// cost is what m counts for against limits (see MessageCost).
+func (m *msg) cost() int64 { return MessageCost(m.contentType(), len(m.body)) }
 
 // msgMeta is what messages share: their content type and, for dead
 // letters, where they come from. It never changes once made.
@@ -104,9 +116,18 @@ type queue struct {
 
 	maxDeliveries uint64 // 0: unlimited
 	dlq           string
+	maxMessages   int64 // 0: no limit of the queue's own
+	maxBytes      int64 // 0: no limit of the queue's own
 
 	keys     map[string]seenKey
 	keyOrder []keyAt // FIFO of keys by the time they were stored
+
+	// msgBytes and keyBytes are what the stored messages and remembered
+	// keys cost (MessageCost, KeyCost), kept with every change; the FSM's
+	// bytes is their sum over all queues (see FSM.charge).
+	msgBytes int64
+	keyBytes int64
+	totals   QueueTotals
 }
 
 type seenKey struct {
@@ -120,8 +141,36 @@ type keyAt struct {
 	at  int64
 }
 
-func newQueue(name string) *queue {
-	return &queue{name: name, keys: map[string]seenKey{}}
+func newQueue(name string, lastID uint64) *queue {
+	return &queue{name: name, lastID: lastID, keys: map[string]seenKey{}}
+}
+
+func (q *queue) bytes() int64 { return q.msgBytes + q.keyBytes }
+
+// store appends a new message, ready at readyAt (at once if that is not
+// after now), and counts it.
+func (q *queue) store(f *FSM, contentType, body string, readyAt int64) *msg {
+	return q.storeMsg(f, &msg{body: body, meta: metaIn(f.metas, contentType)}, readyAt)
+}
+
+// storeMsg gives m the next id and files it; m carries body and meta.
+func (q *queue) storeMsg(f *FSM, m *msg, readyAt int64) *msg {
+	q.lastID++
+	m.id, m.gen, m.enqueued = q.lastID, f.gen, seconds(f.now)
+	q.msgs.add(m)
+	q.makeReady(m, readyAt, f.now)
+	f.charge(q, m.cost(), 0)
+	q.totals.Enqueued++
+	return m
+}
+
+// drop deletes m from the table and uncounts it.
+func (q *queue) drop(f *FSM, m *msg) {
+	if m.state == stateLeased {
+		q.leasedN--
+	}
+	q.msgs.remove(m.id)
+	f.charge(q, -m.cost(), 0)
 }
 
 // makeReady puts m in line: at once, or when readyAt comes. m must be
@@ -157,26 +206,18 @@ func (q *queue) nextReady(f *FSM) *msg {
 }
 
 // deadLetter moves m to the dead-letter queue (or drops it if none is set)
-// with its history.
+// with its history. It never refuses: the message is stored and counted
+// already, and costs the same in the dead-letter queue, so the cluster's
+// bytes do not change; the dead-letter queue is made again if it was
+// deleted, past max_queues if need be, and may go past its own limits.
 func (q *queue) deadLetter(f *FSM, m *msg) {
-	q.msgs.remove(m.id)
+	q.drop(f, m)
+	q.totals.DeadLettered++
 	if q.dlq == "" {
 		return
 	}
-	d := f.queue(q.dlq)
-	d.lastID++
 	meta := &msgMeta{contentType: m.contentType(), origin: &Origin{Queue: q.name, ID: m.id, Deliveries: uint64(m.deliveries)}}
-	dm := &msg{id: d.lastID, body: m.body, meta: meta, gen: f.gen}
-	d.msgs.add(dm)
-	d.makeReady(dm, 0, 0)
-}
-
-// remove deletes m for good (a pop or an ack).
-func (q *queue) remove(m *msg) {
-	if m.state == stateLeased {
-		q.leasedN--
-	}
-	q.msgs.remove(m.id)
+	f.queue(q.dlq).storeMsg(f, &msg{body: m.body, meta: meta}, 0)
 }
 
 // leased returns message id if token holds its lease.
@@ -191,27 +232,39 @@ func (q *queue) leased(id uint64, token string) (*msg, error) {
 	return m, nil
 }
 
-// remember stores an idempotency key.
-func (q *queue) remember(key string, id uint64, sum [32]byte, now int64) {
-	q.keys[key] = seenKey{id: id, sum: sum, at: now}
-	q.keyOrder = append(q.keyOrder, keyAt{key: key, at: now})
+// seen returns what is remembered of key (none in a nil queue).
+func (q *queue) seen(key string) (seenKey, bool) {
+	if q == nil || key == "" {
+		return seenKey{}, false
+	}
+	s, ok := q.keys[key]
+	return s, ok
+}
+
+// remember stores an idempotency key, forgetting the oldest past
+// MaxDedupeKeys.
+func (q *queue) remember(f *FSM, key string, id uint64, sum [32]byte) {
+	q.keys[key] = seenKey{id: id, sum: sum, at: f.now}
+	q.keyOrder = append(q.keyOrder, keyAt{key: key, at: f.now})
+	f.charge(q, 0, KeyCost(key))
 	for len(q.keys) > MaxDedupeKeys {
-		q.dropOldestKey()
+		q.dropOldestKey(f)
 	}
 }
 
 // forgetKeys drops keys older than the dedupe window.
-func (q *queue) forgetKeys(now int64) {
-	for len(q.keyOrder) > 0 && q.keyOrder[0].at+DedupeWindow <= now {
-		q.dropOldestKey()
+func (q *queue) forgetKeys(f *FSM) {
+	for len(q.keyOrder) > 0 && q.keyOrder[0].at+DedupeWindow <= f.now {
+		q.dropOldestKey(f)
 	}
 }
 
-func (q *queue) dropOldestKey() {
+func (q *queue) dropOldestKey(f *FSM) {
 	k := q.keyOrder[0]
 	q.keyOrder = q.keyOrder[1:]
 	if s, ok := q.keys[k.key]; ok && s.at == k.at {
 		delete(q.keys, k.key)
+		f.charge(q, 0, -KeyCost(k.key))
 	}
 }
 

@@ -11,31 +11,5 @@ func (f *FSM) Ready(queue string) int {
 	if q == nil {
 		return 0
 	}
-	return q.msgs.len() - q.leasedN - q.delayedN + q.due(f.now)
-}
-
-// due counts the leased and delayed messages whose timer has passed at
-// now but has not been acted on. It walks only the heap's entries at or
-// before now (a heap's children are never earlier than their parent).
-func (q *queue) due(now int64) int {
-	var seen map[uint64]bool // a message may have several current timers (an extend to the same time)
-	n := 0
-	var walk func(i int)
-	walk = func(i int) {
-		if i >= len(q.timers) || q.timers[i].at > now {
-			return
-		}
-		t := q.timers[i]
-		if m := q.msgs.get(t.id); m != nil && m.at == t.at && m.state != stateReady && !seen[t.id] {
-			if seen == nil {
-				seen = map[uint64]bool{}
-			}
-			seen[t.id] = true
-			n++
-		}
-		walk(2*i + 1)
-		walk(2*i + 2)
-	}
-	walk(0)
-	return n
+	return q.msgs.len() - q.leasedN - q.delayedN + len(q.dueMsgs(f.now))
 }

@@ -17,11 +17,21 @@ import (
 // messages only; version 2 adds the clock, leases, delays, dead letters and
 // idempotency keys; version 3 adds, after the clock, the proposers' clocks
 // (a count, then id, epoch, stamp and cluster time per proposer, by id).
-// Versions 1 and 2 restore with no proposer known.
+// Version 4 adds, after the proposers' clocks, the cluster limits
+// (max_queues, max_bytes), idFloor and the raised alarms (a count, then
+// node ids ascending); per queue, after its dead-letter queue, its
+// max_messages, max_bytes and totals (enqueued, popped, acked, dead
+// lettered, purged); per message, after its lease token, its enqueue time
+// in seconds. Byte counts are not stored: a restore counts them again.
+// Versions 1 and 2 restore with no proposer known; versions 1 to 3 with
+// the default limits, no alarm, idFloor 0, no queue limits, totals that
+// start at the messages held, and the snapshot's clock as the enqueue time
+// of every message.
 const (
 	snapshotV1      = 1
 	snapshotV2      = 2
-	snapshotVersion = 3
+	snapshotV3      = 3
+	snapshotVersion = 4
 )
 
 // maxSnapshotField bounds one length-prefixed field read from a snapshot,
@@ -51,7 +61,26 @@ func (f *FSM) Snapshot() ([]byte, error) {
 func (f *FSM) Capture() func(io.Writer) error {
 	write := f.view(true)
 	f.gen++ // every record the view holds is now copied before a change
+	if f.gen == 0 {
+		f.restamp()
+	}
 	return write
+}
+
+// restamp copies every record stamped with gen 0 after gen wrapped (once
+// in 2³² captures): such a record was made 2³² captures ago, may be held
+// by the view just taken, and would pass as new.
+func (f *FSM) restamp() {
+	for _, q := range f.queues {
+		for ci, c := range q.msgs.chunks {
+			for si, s := range c.slots {
+				if s.m != nil && s.m.gen == f.gen {
+					m := *s.m
+					q.msgs.own(ci).slots[si].m = &m
+				}
+			}
+		}
+	}
 }
 
 // WriteState writes the state to w at once, as Capture's function would. It
@@ -63,20 +92,20 @@ func (f *FSM) WriteState(w io.Writer) error { return f.view(false)(w) }
 // see Capture. Unless shared, the function must run before the next change.
 func (f *FSM) view(share bool) func(io.Writer) error {
 	type capturedQueue struct {
-		name          string
-		lastID        uint64
-		maxDeliveries uint64
-		dlq           string
-		msgs          tableView
-		n             int
-		keys          []keyAt
-		seen          []seenKey
+		name   string
+		lastID uint64
+		config QueueConfig
+		totals QueueTotals
+		msgs   tableView
+		n      int
+		keys   []keyAt
+		seen   []seenKey
 	}
-	now, clocks := f.now, slices.Clone(f.clocks)
+	now, clocks, limits, idFloor, alarms := f.now, slices.Clone(f.clocks), f.limits, f.idFloor, f.Alarms()
 	qs := make([]capturedQueue, 0, len(f.queues))
 	for _, name := range f.names() {
 		q := f.queues[name]
-		cq := capturedQueue{name: name, lastID: q.lastID, maxDeliveries: q.maxDeliveries, dlq: q.dlq,
+		cq := capturedQueue{name: name, lastID: q.lastID, config: q.config(), totals: q.totals,
 			msgs: q.msgs.view(share), n: q.msgs.len()}
 		for _, k := range q.keyOrder {
 			if s, ok := q.keys[k.key]; ok && s.at == k.at {
@@ -97,12 +126,24 @@ func (f *FSM) view(share bool) func(io.Writer) error {
 			e.varint(p.stamp)
 			e.varint(p.at)
 		}
+		e.varint(limits.MaxQueues)
+		e.varint(limits.MaxBytes)
+		e.uvarint(idFloor)
+		e.uvarint(uint64(len(alarms)))
+		for _, id := range alarms {
+			e.uvarint(id)
+		}
 		e.uvarint(uint64(len(qs)))
 		for _, q := range qs {
 			e.string(q.name)
 			e.uvarint(q.lastID)
-			e.uvarint(q.maxDeliveries)
-			e.string(q.dlq)
+			e.uvarint(q.config.MaxDeliveries)
+			e.string(q.config.DeadLetterQueue)
+			e.varint(q.config.MaxMessages)
+			e.varint(q.config.MaxBytes)
+			for _, n := range q.totals.list() {
+				e.uvarint(n)
+			}
 			e.uvarint(uint64(q.n))
 			q.msgs.each(func(m *msg) {
 				e.uvarint(m.id)
@@ -112,6 +153,7 @@ func (f *FSM) view(share bool) func(io.Writer) error {
 				e.byte(byte(m.state))
 				e.varint(m.at)
 				e.string(m.token())
+				e.uvarint(uint64(m.enqueued))
 				if o := m.origin(); o == nil {
 					e.byte(0)
 				} else {
@@ -153,62 +195,23 @@ func (f *FSM) RestoreFrom(src io.Reader) error {
 	if r.err == nil && (version < snapshotV1 || version > snapshotVersion) {
 		return fmt.Errorf("%w: version %d", ErrBadSnapshot, version)
 	}
-	var now int64
+	// The new state is built in g, then moved into f: on error f is
+	// unchanged.
+	g := &FSM{queues: make(map[string]*queue), metas: make(map[string]*msgMeta), gen: f.gen,
+		limits: ClusterLimits{MaxQueues: DefaultMaxQueues, MaxBytes: DefaultMaxBytes}}
 	if version >= snapshotV2 {
-		now = r.varint()
+		g.now = r.varint()
 	}
-	var clocks []proposerClock
+	if version >= snapshotV3 {
+		g.clocks = r.clocks()
+	}
 	if version >= snapshotVersion {
-		clocks = r.clocks()
+		g.limits.MaxQueues, g.limits.MaxBytes = r.limit(), r.limit()
+		g.idFloor = r.uvarint()
+		g.alarms = r.alarms()
 	}
-	shared := make(map[string]*msgMeta)
-	queues := make(map[string]*queue)
 	for n := r.uvarint(); n > 0 && r.err == nil; n-- {
-		q := newQueue(r.string())
-		q.lastID = r.uvarint()
-		if version >= snapshotV2 {
-			q.maxDeliveries, q.dlq = r.uvarint(), r.string()
-		}
-		var ms []*msg
-		for count := r.uvarint(); count > 0 && r.err == nil; count-- {
-			m := &msg{id: r.uvarint(), gen: f.gen}
-			ct := r.string()
-			m.body, m.meta = r.string(), metaIn(shared, ct)
-			if version >= snapshotV2 {
-				deliveries, state, at, token := r.uvarint(), msgState(r.byte()), r.varint(), r.string()
-				m.deliveries, m.state, m.at = uint32(min(deliveries, math.MaxUint32)), state, at
-				if state == stateLeased {
-					lease, id, ok := parseToken(token)
-					if !ok || id != m.id {
-						r.err = fmt.Errorf("message %d: lease token %q", m.id, token)
-					}
-					m.lease = lease
-				}
-				if r.byte() == 1 {
-					m.meta = &msgMeta{contentType: ct, origin: &Origin{Queue: r.string(), ID: r.uvarint(), Deliveries: r.uvarint()}}
-				}
-			}
-			ms = append(ms, m)
-		}
-		slices.SortFunc(ms, func(a, b *msg) int { return cmp.Compare(a.id, b.id) })
-		for i, m := range ms {
-			if i > 0 && ms[i-1].id == m.id {
-				r.err = fmt.Errorf("message %d twice in queue %q", m.id, q.name)
-				break
-			}
-			q.restoreMsg(m)
-		}
-		if version >= snapshotV2 {
-			for k := r.uvarint(); k > 0 && r.err == nil; k-- {
-				key, s := r.string(), seenKey{id: r.uvarint()}
-				r.full(s.sum[:])
-				s.at = r.varint()
-				q.keys[key] = s
-				q.keyOrder = append(q.keyOrder, keyAt{key: key, at: s.at})
-			}
-		}
-		heap.Init(&q.ready)
-		queues[q.name] = q
+		r.queue(g, version)
 	}
 	if r.err == nil {
 		switch _, err := r.r.ReadByte(); {
@@ -221,8 +224,111 @@ func (f *FSM) RestoreFrom(src io.Reader) error {
 	if r.err != nil {
 		return fmt.Errorf("%w: %w", ErrBadSnapshot, r.err)
 	}
-	f.queues, f.now, f.clocks, f.metas = queues, now, clocks, shared
+	*f = *g
 	return nil
+}
+
+// queue reads one queue into g, counting its bytes as it files them.
+func (d *decoder) queue(g *FSM, version byte) {
+	q := newQueue(d.string(), 0)
+	q.lastID = d.uvarint()
+	if version >= snapshotV2 {
+		q.maxDeliveries, q.dlq = d.uvarint(), d.string()
+	}
+	if version >= snapshotVersion {
+		q.maxMessages, q.maxBytes = d.limit(), d.limit()
+		t := &q.totals
+		for _, n := range []*uint64{&t.Enqueued, &t.Popped, &t.Acked, &t.DeadLettered, &t.Purged} {
+			*n = d.uvarint()
+		}
+	}
+	var ms []*msg
+	for count := d.uvarint(); count > 0 && d.err == nil; count-- {
+		ms = append(ms, d.msg(g, version))
+	}
+	slices.SortFunc(ms, func(a, b *msg) int { return cmp.Compare(a.id, b.id) })
+	for i, m := range ms {
+		if i > 0 && ms[i-1].id == m.id {
+			d.err = fmt.Errorf("message %d twice in queue %q", m.id, q.name)
+			return
+		}
+		q.restoreMsg(g, m)
+	}
+	if version < snapshotVersion {
+		q.totals.Enqueued = uint64(len(ms))
+	}
+	if version >= snapshotV2 {
+		for k := d.uvarint(); k > 0 && d.err == nil; k-- {
+			key, s := d.string(), seenKey{id: d.uvarint()}
+			d.full(s.sum[:])
+			s.at = d.varint()
+			q.keys[key] = s
+			q.keyOrder = append(q.keyOrder, keyAt{key: key, at: s.at})
+			g.charge(q, 0, KeyCost(key))
+		}
+	}
+	heap.Init(&q.ready)
+	if g.queues[q.name] != nil {
+		d.err = fmt.Errorf("queue %q twice", q.name)
+	}
+	g.queues[q.name] = q
+}
+
+// msg reads one message of a snapshot of version.
+func (d *decoder) msg(g *FSM, version byte) *msg {
+	m := &msg{id: d.uvarint(), gen: g.gen, enqueued: seconds(g.now)}
+	ct := d.string()
+	m.body, m.meta = d.string(), metaIn(g.metas, ct)
+	if version < snapshotV2 {
+		return m
+	}
+	deliveries, state, at, token := d.uvarint(), msgState(d.byte()), d.varint(), d.string()
+	m.deliveries, m.state, m.at = uint32(min(deliveries, math.MaxUint32)), state, at
+	if state == stateLeased {
+		lease, id, ok := parseToken(token)
+		if !ok || id != m.id {
+			d.err = fmt.Errorf("message %d: lease token %q", m.id, token)
+		}
+		m.lease = lease
+	}
+	if version >= snapshotVersion {
+		if s := d.uvarint(); s <= math.MaxUint32 {
+			m.enqueued = uint32(s)
+		} else if d.err == nil {
+			d.err = fmt.Errorf("message %d: enqueue time %d", m.id, s)
+		}
+	}
+	if d.byte() == 1 {
+		m.meta = &msgMeta{contentType: ct, origin: &Origin{Queue: d.string(), ID: d.uvarint(), Deliveries: d.uvarint()}}
+	}
+	return m
+}
+
+// limit reads a limit: 0 or more.
+func (d *decoder) limit() int64 {
+	v := d.varint()
+	if v < 0 && d.err == nil {
+		d.err = fmt.Errorf("limit %d", v)
+	}
+	return v
+}
+
+// alarms reads the raised alarms: node ids from 1 to MaxProposer, strictly
+// ascending.
+func (d *decoder) alarms() []uint64 {
+	n := d.uvarint()
+	if d.err == nil && n > MaxProposer {
+		d.err = fmt.Errorf("%d alarms", n)
+	}
+	var out []uint64
+	for ; n > 0 && d.err == nil; n-- {
+		id := d.uvarint()
+		if d.err == nil && (id == 0 || id > MaxProposer || len(out) > 0 && id <= out[len(out)-1]) {
+			d.err = fmt.Errorf("alarm of node %d out of order or range", id)
+		}
+		out = append(out, id)
+	}
+	return out
 }
 
 // clocks reads the proposers' clocks: ids from 1 to MaxProposer, strictly
@@ -243,9 +349,10 @@ func (d *decoder) clocks() []proposerClock {
 	return out
 }
 
-// restoreMsg files a restored message by its state.
-func (q *queue) restoreMsg(m *msg) {
+// restoreMsg files a restored message by its state, and counts it.
+func (q *queue) restoreMsg(g *FSM, m *msg) {
 	q.msgs.add(m)
+	g.charge(q, m.cost(), 0)
 	switch m.state {
 	case stateLeased:
 		q.leasedN++

@@ -1,0 +1,214 @@
+package queuefsm
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+)
+
+// MaxPeek is the most messages one Peek returns.
+const MaxPeek = 1000
+
+// PeekedMessage is a ready message as Peek shows it: the message, and
+// when it was stored in its queue (cluster time in ms, to the second; a
+// dead letter was stored when it was moved, a message restored from a
+// snapshot older than version 4 when that snapshot was taken).
+type PeekedMessage struct {
+	Message
+	Enqueued int64
+}
+
+// QueueTotals count a queue's messages since it was made (or since a
+// snapshot older than version 4 was restored: Enqueued then starts at the
+// messages it held). Enqueued always equals what is stored plus the four
+// others.
+type QueueTotals struct {
+	Enqueued     uint64 // stored: enqueues, batch items, dead letters moved in (replays store nothing)
+	Popped       uint64 // taken for good by a dequeue or a pop many
+	Acked        uint64
+	DeadLettered uint64 // moved to the dead-letter queue, or dropped when it had none
+	Purged       uint64
+}
+
+// QueueStats describe one queue. Like Ready, they count leases and delays
+// whose time has come as ready, acted on or not.
+type QueueStats struct {
+	Depth   int // ready: what takes would find now
+	Leased  int
+	Delayed int
+	Bytes   int64 // what its messages and keys cost (MessageCost, KeyCost)
+	Keys    int   // idempotency keys remembered
+	// OldestReady is when the oldest ready message was stored (as
+	// PeekedMessage.Enqueued); 0 when none is ready. Its age is Now −
+	// OldestReady.
+	OldestReady int64
+	Now         int64 // the state machine's clock
+	Config      QueueConfig
+	Totals      QueueTotals
+}
+
+// Peek returns up to max ready messages of queue, oldest first, without
+// taking them or changing anything: the order takes would find them in.
+// A message already delivered max_deliveries times shows too, as Ready
+// counts it; the next take moves it to the dead-letter queue. It costs
+// O(max·log max) plus the leases and delays due but not yet acted on,
+// however many messages the queue holds: it walks the ready heap from its
+// root, never the table. Errors: ErrInvalidName, ErrInvalidArg (max not 1
+// to MaxPeek), ErrNoQueue.
+func (f *FSM) Peek(queue string, max int) ([]PeekedMessage, error) {
+	q, err := f.known(queue)
+	if err != nil {
+		return nil, err
+	}
+	if max < 1 || max > MaxPeek {
+		return nil, fmt.Errorf("%w: max must be 1 to %d", ErrInvalidArg, MaxPeek)
+	}
+	due := q.dueMsgs(f.now)
+	out := make([]PeekedMessage, 0, min(max, len(q.ready)+len(due)))
+	emit := func(m *msg) bool {
+		out = append(out, PeekedMessage{Message: m.public(), Enqueued: int64(m.enqueued) * 1000})
+		return len(out) < max
+	}
+	for id := range q.ready.ascending {
+		for len(due) > 0 && due[0].id < id {
+			if !emit(due[0]) {
+				return out, nil
+			}
+			due = due[1:]
+		}
+		if m := q.msgs.get(id); m != nil && m.state == stateReady && !emit(m) {
+			return out, nil
+		}
+	}
+	for _, m := range due[:min(len(due), max-len(out))] {
+		emit(m)
+	}
+	return out, nil
+}
+
+// Stats describes queue. Errors: ErrInvalidName, ErrNoQueue.
+func (f *FSM) Stats(queue string) (QueueStats, error) {
+	q, err := f.known(queue)
+	if err != nil {
+		return QueueStats{}, err
+	}
+	s := QueueStats{Leased: q.leasedN, Delayed: q.delayedN, Bytes: q.bytes(), Keys: len(q.keys),
+		Now: f.now, Config: q.config(), Totals: q.totals}
+	oldest := q.ready.min()
+	for _, m := range q.dueMsgs(f.now) {
+		if m.state == stateLeased {
+			s.Leased--
+		} else {
+			s.Delayed--
+		}
+		oldest = min(oldest, m.id)
+	}
+	s.Depth = q.msgs.len() - s.Leased - s.Delayed
+	if m := q.msgs.get(oldest); m != nil {
+		s.OldestReady = int64(m.enqueued) * 1000
+	}
+	return s, nil
+}
+
+// known returns the queue named, or why there is none.
+func (f *FSM) known(name string) (*queue, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	q := f.queues[name]
+	if q == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNoQueue, name)
+	}
+	return q, nil
+}
+
+// dueMsgs returns, by id, the leased and delayed messages whose timer has
+// passed at now but has not been acted on. It walks only the heap's
+// entries at or before now (a heap's children are never earlier than
+// their parent).
+func (q *queue) dueMsgs(now int64) []*msg {
+	var out []*msg
+	var walk func(i int)
+	walk = func(i int) {
+		if i >= len(q.timers) || q.timers[i].at > now {
+			return
+		}
+		t := q.timers[i]
+		if m := q.msgs.get(t.id); m != nil && m.at == t.at && m.state != stateReady {
+			out = append(out, m)
+		}
+		walk(2*i + 1)
+		walk(2*i + 2)
+	}
+	walk(0)
+	slices.SortFunc(out, func(a, b *msg) int { return cmp.Compare(a.id, b.id) })
+	return slices.Compact(out) // a message may have several current timers (an extend to the same time)
+}
+
+// min is the smallest id in the heap (the largest id if none).
+func (h idHeap) min() uint64 {
+	if len(h) == 0 {
+		return ^uint64(0)
+	}
+	return h[0]
+}
+
+// ascending yields the heap's ids in ascending order without changing the
+// heap: a frontier of the heap's positions, itself a min-heap by id,
+// starts at the root; each position taken adds its two children. Taking k
+// ids costs O(k·log k), whatever the heap's size.
+func (h idHeap) ascending(yield func(uint64) bool) {
+	if len(h) == 0 {
+		return
+	}
+	fr := []int{0}
+	less := func(a, b int) bool { return h[fr[a]] < h[fr[b]] }
+	for len(fr) > 0 {
+		i := fr[0]
+		if !yield(h[i]) {
+			return
+		}
+		fr[0] = fr[len(fr)-1]
+		fr = fr[:len(fr)-1]
+		siftDown(len(fr), 0, less, func(a, b int) { fr[a], fr[b] = fr[b], fr[a] })
+		for _, c := range [2]int{2*i + 1, 2*i + 2} {
+			if c < len(h) {
+				fr = append(fr, c)
+				siftUp(len(fr)-1, less, func(a, b int) { fr[a], fr[b] = fr[b], fr[a] })
+			}
+		}
+	}
+}
+
+func siftUp(j int, less func(a, b int) bool, swap func(a, b int)) {
+	for j > 0 {
+		p := (j - 1) / 2
+		if !less(j, p) {
+			return
+		}
+		swap(j, p)
+		j = p
+	}
+}
+
+func siftDown(n, i int, less func(a, b int) bool, swap func(a, b int)) {
+	for {
+		c := 2*i + 1
+		if c >= n {
+			return
+		}
+		if c+1 < n && less(c+1, c) {
+			c++
+		}
+		if !less(c, i) {
+			return
+		}
+		swap(i, c)
+		i = c
+	}
+}
+
+// list is the totals in their snapshot order.
+func (t QueueTotals) list() []uint64 {
+	return []uint64{t.Enqueued, t.Popped, t.Acked, t.DeadLettered, t.Purged}
+}
