@@ -193,10 +193,11 @@ func (q *queue) admit(messages int, bytes int64) error {
 	return nil
 }
 
-// roomFor refuses to make k more queues past max_queues.
+// roomFor refuses to make k more queues past max_queues; making none is
+// never refused, even above the limit.
 func (f *FSM) roomFor(k int) error {
 	n := int64(len(f.queues))
-	if l := f.limits.MaxQueues; l > 0 && n+int64(k) > l {
+	if l := f.limits.MaxQueues; k > 0 && l > 0 && n+int64(k) > l {
 		return &LimitError{Limit: "max_queues", Value: l, Usage: n, Request: int64(k)}
 	}
 	return nil

@@ -174,12 +174,12 @@ func TestDequeueOp(t *testing.T) {
 	runOps(t, []opCase{
 		{name: "unknown queue", cmd: Command{Op: OpDequeue, Queue: "q"}, want: DequeueResult{Now: 1000}, check: wantQueues()},
 		{name: "head", setup: []Command{put("q", "a"), put("q", "b")}, cmd: Command{Op: OpDequeue, Queue: "q"},
-			want: DequeueResult{Message: msgA, Found: true, Now: 1000},
+			want:  DequeueResult{Message: msgA, Found: true, Now: 1000},
 			check: wantStats("q", func(s QueueStats) bool { return s.Depth == 1 && s.Totals.Popped == 1 })},
 		{name: "empty", setup: []Command{put("q", "a"), {Op: OpDequeue, Queue: "q"}}, cmd: Command{Op: OpDequeue, Queue: "q"}, want: DequeueResult{Now: 1000}},
 		{name: "delayed is not ready", setup: []Command{{Op: OpEnqueue, Queue: "q", Delay: 10}}, cmd: Command{Op: OpDequeue, Queue: "q"}, want: DequeueResult{Now: 1000}},
 		{name: "dead-letters on the way", setup: poison, cmd: Command{Op: OpDequeue, Queue: "q"},
-			want: DequeueResult{Message: Message{ID: 2, Body: "b"}, Found: true, Now: 1000},
+			want:  DequeueResult{Message: Message{ID: 2, Body: "b"}, Found: true, Now: 1000},
 			check: wantStats("d", func(s QueueStats) bool { return s.Depth == 1 && s.Totals.Enqueued == 1 })},
 	})
 }
@@ -190,7 +190,7 @@ func TestPopManyOp(t *testing.T) {
 		{name: "unknown queue, before max is checked", cmd: Command{Op: OpPopMany, Queue: "q"}, want: PopManyResult{}},
 		{name: "max 0", setup: three, cmd: Command{Op: OpPopMany, Queue: "q"}, want: ErrInvalidArg},
 		{name: "two of three", setup: three, cmd: Command{Op: OpPopMany, Queue: "q", Max: 2},
-			want: PopManyResult{Messages: []Message{msgA, {ID: 2, Body: "b"}}},
+			want:  PopManyResult{Messages: []Message{msgA, {ID: 2, Body: "b"}}},
 			check: wantStats("q", func(s QueueStats) bool { return s.Depth == 1 && s.Totals.Popped == 2 })},
 	})
 }
@@ -199,7 +199,7 @@ func TestLeaseOp(t *testing.T) {
 	runOps(t, []opCase{
 		{name: "unknown queue", cmd: lease("q", 10), want: DequeueResult{Now: 1000}, check: wantQueues()},
 		{name: "head", setup: []Command{put("q", "a")}, cmd: lease("q", 10),
-			want: DequeueResult{Message: Message{ID: 1, Body: "a", Deliveries: 1}, Found: true, Token: tok(2, 1), Expires: 1010, Now: 1000},
+			want:  DequeueResult{Message: Message{ID: 1, Body: "a", Deliveries: 1}, Found: true, Token: tok(2, 1), Expires: 1010, Now: 1000},
 			check: wantStats("q", func(s QueueStats) bool { return s.Leased == 1 && s.Depth == 0 && s.Bytes == MessageCost("", 1) })},
 		{name: "negative ttl", setup: []Command{put("q", "a")}, cmd: lease("q", -1), want: ErrInvalidArg},
 	})
