@@ -50,11 +50,13 @@ type QueueStats struct {
 // Peek returns up to max ready messages of queue, oldest first, without
 // taking them or changing anything: the order takes would find them in.
 // A message already delivered max_deliveries times shows too, as Ready
-// counts it; the next take moves it to the dead-letter queue. It costs
-// O(max·log max) plus the leases and delays due but not yet acted on,
-// however many messages the queue holds: it walks the ready heap from its
-// root, never the table. Errors: ErrInvalidName, ErrInvalidArg (max not 1
-// to MaxPeek), ErrNoQueue.
+// counts it; the next take moves it to the dead-letter queue. Errors:
+// ErrInvalidName, ErrInvalidArg (max not 1 to MaxPeek), ErrNoQueue.
+//
+// Its cost does not grow with the queue: it walks the table in id order
+// from the oldest ready message, skipping leased and delayed ones; should
+// it skip more than max+64 (ready messages scattered among many leases)
+// it walks the ready heap instead, O(max·log max) whatever the rest.
 func (f *FSM) Peek(queue string, max int) ([]PeekedMessage, error) {
 	q, err := f.known(queue)
 	if err != nil {
@@ -63,27 +65,61 @@ func (f *FSM) Peek(queue string, max int) ([]PeekedMessage, error) {
 	if max < 1 || max > MaxPeek {
 		return nil, fmt.Errorf("%w: max must be 1 to %d", ErrInvalidArg, MaxPeek)
 	}
-	due := q.dueMsgs(f.now)
-	out := make([]PeekedMessage, 0, min(max, len(q.ready)+len(due)))
-	emit := func(m *msg) bool {
-		out = append(out, PeekedMessage{Message: m.public(), Enqueued: int64(m.enqueued) * 1000})
-		return len(out) < max
+	ms, ok := q.peekTable(f.now, max)
+	if !ok {
+		ms = q.peekHeap(f.now, max)
 	}
-	for id := range q.ready.ascending {
-		for len(due) > 0 && due[0].id < id {
-			if !emit(due[0]) {
-				return out, nil
-			}
-			due = due[1:]
-		}
-		if m := q.msgs.get(id); m != nil && m.state == stateReady && !emit(m) {
-			return out, nil
-		}
-	}
-	for _, m := range due[:min(len(due), max-len(out))] {
-		emit(m)
+	out := make([]PeekedMessage, len(ms))
+	for i, m := range ms {
+		out[i] = PeekedMessage{Message: m.public(), Enqueued: int64(m.enqueued) * 1000}
 	}
 	return out, nil
+}
+
+// readyAt reports whether a take at now would find m ready: it is, or its
+// lease or delay has ended (every leased or delayed message has a timer
+// at its at).
+func (m *msg) readyAt(now int64) bool { return m.state == stateReady || m.at <= now }
+
+// peekTable is Peek's walk of the table; false if it gave up.
+func (q *queue) peekTable(now int64, max int) ([]*msg, bool) {
+	start := q.ready.min()
+	if due := q.dueMsgs(now); len(due) > 0 {
+		start = min(start, due[0].id)
+	}
+	var out []*msg
+	skipped := 0
+	for m := range q.msgs.ascend(start) {
+		if !m.readyAt(now) {
+			if skipped++; skipped > max+64 {
+				return nil, false
+			}
+			continue
+		}
+		if out = append(out, m); len(out) == max {
+			break
+		}
+	}
+	return out, true
+}
+
+// peekHeap is Peek's walk of the ready heap, merged with the leases and
+// delays due.
+func (q *queue) peekHeap(now int64, max int) []*msg {
+	due := q.dueMsgs(now)
+	var out []*msg
+	for id := range q.ready.ascending {
+		for len(due) > 0 && due[0].id < id && len(out) < max {
+			out, due = append(out, due[0]), due[1:]
+		}
+		if len(out) == max {
+			return out
+		}
+		if m := q.msgs.get(id); m != nil && m.state == stateReady {
+			out = append(out, m)
+		}
+	}
+	return append(out, due[:min(len(due), max-len(out))]...)
 }
 
 // Stats describes queue. Errors: ErrInvalidName, ErrNoQueue.

@@ -1,6 +1,7 @@
 package queuefsm
 
 import (
+	"iter"
 	"slices"
 	"sort"
 )
@@ -68,6 +69,21 @@ func (t *msgTable) find(id uint64) (ci, si int, ok bool) {
 	ss := t.chunks[ci].slots
 	si = sort.Search(len(ss), func(i int) bool { return ss[i].id >= id })
 	return ci, si, si < len(ss) && ss[si].id == id && ss[si].m != nil
+}
+
+// ascend yields the stored messages from id on, in id order. The table
+// must not change while it runs.
+func (t *msgTable) ascend(id uint64) iter.Seq[*msg] {
+	return func(yield func(*msg) bool) {
+		ci, si, _ := t.find(id) // 0, 0 when id is below every chunk
+		for ; ci < len(t.chunks); ci, si = ci+1, 0 {
+			for _, s := range t.chunks[ci].slots[si:] {
+				if s.m != nil && !yield(s.m) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // get returns the message with id, or nil.

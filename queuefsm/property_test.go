@@ -143,6 +143,7 @@ func (w *workload) apply(t *testing.T, n int, fsms ...*clockFSM) [][]any {
 			r := c.at(w.ms, cmd)
 			out[j] = append(out[j], r)
 			checkCounts(t, c.f)
+			checkPeek(t, c.f)
 			if l, ok := r.(DequeueResult); ok && l.Found && j == 0 && cmd.Op == OpLease {
 				l.Message.ContentType = cmd.Queue
 				w.leases = append(w.leases, l)
@@ -214,6 +215,36 @@ func TestCountersMatchARecount(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkPeek: both of Peek's walks give what takes would find, in order:
+// the ready messages and those whose lease or delay has ended, by id.
+func checkPeek(t testing.TB, f *FSM) {
+	t.Helper()
+	for name, q := range f.queues {
+		var want []*msg
+		q.msgs.view(false).each(func(m *msg) {
+			if m.readyAt(f.now) {
+				want = append(want, m)
+			}
+		})
+		for _, max := range []int{1, 3, MaxPeek} {
+			w := want[:min(max, len(want))]
+			if got := q.peekHeap(f.now, max); len(got) != len(w) || len(w) > 0 && !reflect.DeepEqual(got, w) {
+				t.Fatalf("queue %s: peek %d of the heap %v, want %v", name, max, ids(got), ids(w))
+			}
+			if got, ok := q.peekTable(f.now, max); ok && (len(got) != len(w) || len(w) > 0 && !reflect.DeepEqual(got, w)) {
+				t.Fatalf("queue %s: peek %d of the table %v, want %v", name, max, ids(got), ids(w))
+			}
+		}
+	}
+}
+
+func ids(ms []*msg) (out []uint64) {
+	for _, m := range ms {
+		out = append(out, m.id)
+	}
+	return out
 }
 
 // errKind is the sentinel an error of the workload wraps.
