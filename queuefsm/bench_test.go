@@ -2,7 +2,9 @@ package queuefsm
 
 import (
 	"bytes"
+	"fmt"
 	"io"
+	"runtime"
 	"testing"
 )
 
@@ -81,4 +83,63 @@ func millionQueued(b *testing.B) *FSM {
 		f.Apply(uint64(i+1), batch)
 	}
 	return f
+}
+
+// BenchmarkMemoryPerMessage: the heap a stored message takes beyond its
+// 256-byte body, against MessageOverhead, which is what it counts for.
+func BenchmarkMemoryPerMessage(b *testing.B) {
+	var per float64
+	for b.Loop() {
+		per = heapPer(b, 200_000, false) - float64(len(body256))
+	}
+	b.ReportMetric(per, "heap-B/msg")
+	b.ReportMetric(MessageOverhead, "counted-B/msg")
+}
+
+// BenchmarkMemoryPerKey: the heap a remembered 16-byte idempotency key
+// takes beyond its bytes, at MaxDedupeKeys and at half of it (the map's
+// growth moves it), against KeyOverhead.
+func BenchmarkMemoryPerKey(b *testing.B) {
+	for _, n := range []int{MaxDedupeKeys / 2, MaxDedupeKeys} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			var per float64
+			for b.Loop() {
+				per = heapPer(b, n, true) - heapPer(b, n, false) - 16
+			}
+			b.ReportMetric(per, "heap-B/key")
+			b.ReportMetric(KeyOverhead, "counted-B/key")
+		})
+	}
+}
+
+// heapPer is the heap that n enqueues of 256 bytes into one queue leave
+// live, per enqueue, with a 16-byte key each if keyed.
+func heapPer(b *testing.B, n int, keyed bool) float64 {
+	cmds := make([][]byte, n)
+	for i := range cmds {
+		c := Command{Op: OpEnqueue, Time: 1000, Queue: "q", Body: body256}
+		if keyed {
+			c.IdempotencyKey = fmt.Sprintf("%016d", i)
+		}
+		cmds[i] = c.Encode()
+	}
+	f := New()
+	f.Apply(0, Command{Op: OpEnqueue, Time: 1000, Queue: "q"}.Encode())
+	before := liveHeap()
+	for i, c := range cmds {
+		if r := f.Apply(uint64(i+1), c); asErr(r) != nil {
+			b.Fatal(r)
+		}
+	}
+	after := liveHeap()
+	runtime.KeepAlive(cmds)
+	runtime.KeepAlive(f)
+	return float64(after-before) / float64(n)
+}
+
+func liveHeap() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
 }
