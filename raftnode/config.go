@@ -18,6 +18,11 @@ type Config struct {
 	// belongs to node i+1. On a restart they only serve to reach peers not
 	// yet known from the data dir.
 	Peers []string
+	// ClusterToken and Peers name a new cluster: its id is derived from
+	// both (ClusterIDFor), so clusters bootstrapped from other URLs or
+	// another token refuse each other's peers. Used only when the data dir
+	// holds no WAL yet.
+	ClusterToken string
 	// Join starts the node as a new member of a running cluster: it does not
 	// bootstrap a log and waits to be sent one.
 	Join bool
@@ -49,6 +54,7 @@ const (
 	DefaultSnapshotBytes = 32 << 20
 	DefaultTickInterval  = 100 * time.Millisecond
 	DefaultElectionTicks = 10
+	DefaultClusterToken  = "raftq-cluster"
 )
 
 // Validate reports the first problem with c.

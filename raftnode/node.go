@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -26,6 +27,7 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // Errors returned by Propose and ReadBarrier.
@@ -81,6 +83,9 @@ type Storage interface {
 	SnapshotState(snap *raftpb.Snapshot) (rc io.ReadCloser, size int64, ok bool, err error)
 	// Snapshotter is where rafthttp saves state files peers send.
 	Snapshotter() *snap.Snapshotter
+	// ClusterID is the id of the cluster the log belongs to: rafthttp
+	// refuses peers of any other.
+	ClusterID() uint64
 	// CheckReceivedSnapshot checks, before raft steps it, a snapshot a
 	// peer sent, whose state file rafthttp has saved. An error refuses the
 	// message: nothing is stored, and the sender sends it again. (A disk
@@ -113,6 +118,9 @@ type Node struct {
 	// writes them.
 	mu      sync.RWMutex
 	members *membership
+	// publishedInLog: members whose API URL publish is in the log,
+	// applied or not (see notePublishes).
+	publishedInLog map[uint64]bool
 
 	raft      raft.Node
 	started   chan struct{} // closed once raft is set
@@ -152,25 +160,28 @@ func New(cfg Config, store Storage, sm StateMachine) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:       cfg,
-		lg:        cfg.Logger,
-		store:     store,
-		sm:        sm,
-		members:   newMembership(),
-		started:   make(chan struct{}),
-		stopped:   make(chan struct{}),
-		ids:       idutil.NewGenerator(uint16(cfg.ID), time.Now()),
-		proposals: wait.New(),
-		reads:     wait.New(),
-		applyWait: wait.NewTimeList(),
-		confState: &raftpb.ConfState{},
-		snapDone:  make(chan snapResult, 1),
+		cfg:            cfg,
+		lg:             cfg.Logger,
+		store:          store,
+		sm:             sm,
+		members:        newMembership(),
+		publishedInLog: map[uint64]bool{},
+		started:        make(chan struct{}),
+		stopped:        make(chan struct{}),
+		ids:            idutil.NewGenerator(uint16(cfg.ID), time.Now()),
+		proposals:      wait.New(),
+		reads:          wait.New(),
+		applyWait:      wait.NewTimeList(),
+		confState:      &raftpb.ConfState{},
+		snapDone:       make(chan snapResult, 1),
 	}
 	id := fmt.Sprint(cfg.ID)
 	n.transport = &rafthttp.Transport{
-		Logger:      cfg.Logger.Named("rafthttp"),
+		Logger: cfg.Logger.Named("rafthttp").WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+			return throttle(c, "cluster ID mismatch", 30*time.Second)
+		})),
 		ID:          types.ID(cfg.ID),
-		ClusterID:   0x7261667471, // "raftq": rejects peers of other programs
+		ClusterID:   types.ID(store.ClusterID()),
 		Raft:        (*transportRaft)(n),
 		ServerStats: stats.NewServerStats(id, id),
 		LeaderStats: stats.NewLeaderStats(cfg.Logger, id),
@@ -194,14 +205,29 @@ func New(cfg Config, store Storage, sm StateMachine) (*Node, error) {
 		n.transport.Stop()
 		return nil, ErrRemoved
 	}
+	n.notePublishes(unappliedTail(store.Storage(), n.applied.Load()))
 	return n, nil
 }
 
-// PeerHandler serves the raft peer protocol; mount it on the peer listener.
+// unappliedTail returns the replayed entries after applied.
+func unappliedTail(mem *raft.MemoryStorage, applied uint64) []*raftpb.Entry {
+	last, err := mem.LastIndex()
+	if err != nil || last <= applied {
+		return nil
+	}
+	ents, err := mem.Entries(applied+1, last+1, math.MaxUint64)
+	if err != nil {
+		return nil
+	}
+	return ents
+}
+
+// PeerHandler serves the raft peer protocol and the members endpoint;
+// mount it on the peer listener (or Attach the node to its PeerPort).
 func (n *Node) PeerHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+membersPath, n.serveMembers)
-	mux.Handle("/", n.transport.Handler())
+	mux.Handle("/", n.checkCluster(n.transport.Handler()))
 	return mux
 }
 

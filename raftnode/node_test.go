@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +44,8 @@ type cluster struct {
 	dirs      []string
 	snapshot  uint64
 	snapBytes uint64 // SnapshotBytes; 0: count only
+	publish   bool   // nodes publish an API URL (http://api-<id>)
+	late      []int  // indexes of nodes newCluster does not start
 	members   []*member
 }
 
@@ -64,7 +67,9 @@ func newClusterWith(t *testing.T, size int, set func(*cluster)) *cluster {
 		l.Close() // reopened by start; the port stays ours in practice on loopback
 	}
 	for i := range size {
-		c.start(i)
+		if !slices.Contains(c.late, i) {
+			c.start(i)
+		}
 	}
 	t.Cleanup(func() {
 		for i := range c.members {
@@ -77,17 +82,21 @@ func newClusterWith(t *testing.T, size int, set func(*cluster)) *cluster {
 func (c *cluster) start(i int) {
 	t := c.t
 	id := uint64(i + 1)
-	store, err := wal.Open(zap.NewNop(), c.dirs[i], id, func() (uint64, error) { return wal.LegacyClusterID, nil })
+	store, err := wal.Open(zap.NewNop(), c.dirs[i], id, func() (uint64, error) { return raftnode.ClusterIDFor("test", c.urls), nil })
 	if err != nil {
 		t.Fatalf("node %d: %v", id, err)
 	}
 	fsm := queuefsm.New()
-	node, err := raftnode.New(raftnode.Config{
+	cfg := raftnode.Config{
 		ID: id, Peers: c.urls, SnapshotCount: c.snapshot, SnapshotBytes: c.snapBytes,
 		TickInterval: 10 * time.Millisecond, ElectionTicks: 10,
 		// Not zaptest: rafthttp's handler goroutines may log after a test ends.
 		Logger: testLogger.Named(fmt.Sprint("n", id)),
-	}, store, fsm)
+	}
+	if c.publish {
+		cfg.APIURL = fmt.Sprintf("http://api-%d", id)
+	}
+	node, err := raftnode.New(cfg, store, fsm)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,6 +41,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		return fmt.Errorf("raftnode: persist ready: %w", err)
 	}
 	failpoint.Inject(failpoint.RaftAfterSave)
+	n.notePublishes(rd.Entries)
 	// 2. A received snapshot replaces the state machine before any entry.
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		if err := n.restore(rd.Snapshot); err != nil {

@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/types"
@@ -322,47 +320,4 @@ func (n *Node) TransferLeadership(ctx context.Context, id uint64) error {
 		}
 	}
 	return nil
-}
-
-// membersPath serves the membership to nodes joining (on the peer port).
-const membersPath = "/raftq/members"
-
-func (n *Node) serveMembers(w http.ResponseWriter, r *http.Request) {
-	b, err := json.Marshal(n.Status().Members)
-	if err != nil {
-		n.lg.Error("cannot encode the membership for a peer", zap.Error(err))
-		http.Error(w, "raftq: cannot encode the membership", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	if _, err := w.Write(b); err != nil {
-		n.lg.Warn("cannot send the membership to a peer", zap.String("peer", r.RemoteAddr), zap.Error(err))
-	}
-}
-
-// fetchMembers asks the peers in cfg.Peers for the membership, so that a
-// joining node can answer the leader before it has applied anything.
-func (n *Node) fetchMembers(ctx context.Context) ([]Member, error) {
-	hc := &http.Client{Timeout: 2 * time.Second}
-	var errs []error
-	for _, p := range n.cfg.Peers {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(p, "/")+membersPath, nil)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		var ms []Member
-		err = json.NewDecoder(resp.Body).Decode(&ms)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusOK {
-			errs = append(errs, fmt.Errorf("%s: %s %v", p, resp.Status, err))
-			continue
-		}
-		return ms, nil
-	}
-	return nil, fmt.Errorf("raftnode: no peer told the membership: %w", errors.Join(errs...))
 }

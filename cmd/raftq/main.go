@@ -51,6 +51,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.raft.PeerLocalAddr, "peer-local-addr", "", "local IP address to make outgoing peer connections from (default: any)")
 	fs.StringVar(&c.dataDir, "data-dir", "", "directory for the WAL and snapshots (default raftq-<id>)")
 	fs.BoolVar(&c.raft.Join, "join", false, "join an existing cluster as a new member instead of bootstrapping one")
+	fs.StringVar(&c.raft.ClusterToken, "cluster-token", raftnode.DefaultClusterToken, "names a new cluster, with --cluster: its id is derived from both, and peers of other clusters are refused (used only on an empty data dir; give every node of a cluster the same)")
 	fs.Uint64Var(&c.raft.SnapshotCount, "snapshot-count", raftnode.DefaultSnapshotCount, "applied entries between snapshots")
 	fs.Uint64Var(&c.raft.SnapshotBytes, "snapshot-bytes", raftnode.DefaultSnapshotBytes, "bytes of applied entries that trigger a snapshot before --snapshot-count entries (0: count only)")
 	fs.Int64Var(&c.maxMessage, "max-message-bytes", httpapi.DefaultMaxMessageBytes, "largest message body accepted (413 above)")
@@ -153,8 +154,28 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 	if err != nil {
 		return err
 	}
-	store, err := wal.Open(lg.Named("wal"), c.dataDir, c.raft.ID, func() (uint64, error) { return wal.LegacyClusterID, nil })
+	port, err := raftnode.NewPeerPort(c.raft)
 	if err != nil {
+		return err
+	}
+	// The peer port is served before the data dir is opened: the nodes of
+	// a new cluster ask each other there before any of them bootstraps.
+	peerL, err := net.Listen("tcp", c.listenPeer)
+	if err != nil {
+		return fmt.Errorf("peer listener: %w", err)
+	}
+	peer := newPeerServer(port)
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- serve(peer, peerL, "peer") }()
+	apiL := &lazyListener{addr: c.apiAddr}
+	store, node, fsm, err := openNode(ctx, c, lg, port, apiL)
+	if err != nil {
+		apiL.Close()
+		shutdown(peer, time.Second)
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			lg.Info("signal received before this node bootstrapped or joined; nothing was written")
+			return nil
+		}
 		return err
 	}
 	defer func() {
@@ -163,42 +184,12 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 			failure = err
 		}
 	}()
-	fsm := newNotifyingFSM()
-	node, err := raftnode.New(c.raft, store, fsm)
-	if err != nil {
-		return err
-	}
-	peerL, err := net.Listen("tcp", c.listenPeer)
-	if err != nil {
-		return fmt.Errorf("peer listener: %w", err)
-	}
-	apiL, err := net.Listen("tcp", c.apiAddr)
-	if err != nil {
-		peerL.Close()
-		return fmt.Errorf("api listener: %w", err)
-	}
+	port.Attach(node)
 	svc := &service{node: node, fsm: fsm, clock: clk}
-	api := &http.Server{
-		Handler:           httpapi.NewRouter(svc, svc, lg.Named("http"), httpapi.Options{MaxMessageBytes: c.maxMessage, RequestTimeout: c.requestTimeout, MaxWaiters: c.maxWaiters}),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      httpapi.MaxWait + c.requestTimeout + 30*time.Second, // long polls
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-	}
-	// Peer streams are long-lived HTTP responses, so the peer server has no
-	// write timeout (as in etcd); reads and idle connections are bounded.
-	peer := &http.Server{
-		Handler:           node.PeerHandler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       5 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-	}
+	api := newAPIServer(c, svc, lg)
 	if c.pprofAddr != "" {
 		go servePprof(c.pprofAddr, lg)
 	}
-	serveErr := make(chan error, 2)
-	go func() { serveErr <- serve(peer, peerL, "peer") }()
 	go func() { serveErr <- serve(api, apiL, "api") }()
 
 	nodeCtx, stopNode := context.WithCancel(context.Background())
@@ -229,6 +220,82 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 	}
 	shutdown(peer, time.Second)
 	return failure
+}
+
+// lazyListener is the API listener, opened once it is needed.
+type lazyListener struct {
+	addr string
+	net.Listener
+}
+
+func (l *lazyListener) listen() error {
+	if l.Listener != nil {
+		return nil
+	}
+	nl, err := net.Listen("tcp", l.addr)
+	if err != nil {
+		return fmt.Errorf("api listener: %w", err)
+	}
+	l.Listener = nl
+	return nil
+}
+
+func (l *lazyListener) Close() error {
+	if l.Listener == nil {
+		return nil
+	}
+	return l.Listener.Close()
+}
+
+// openNode opens the data dir and builds the node over it, then opens the
+// API listener (served by the caller). An empty data dir first gets its
+// cluster id from port.Discover, which asks the peers (and refuses a
+// member whose data dir was lost) and may wait for them: the API listener
+// is opened before, so that whoever waits for this node's API port to
+// accept connections sees it do so meanwhile. A data dir that fails to
+// open, or a node that cannot start, never opens it.
+func openNode(ctx context.Context, c config, lg *zap.Logger, port *raftnode.PeerPort, apiL *lazyListener) (*wal.Store, *raftnode.Node, *notifyingFSM, error) {
+	store, err := wal.Open(lg.Named("wal"), c.dataDir, c.raft.ID, func() (uint64, error) {
+		if err := apiL.listen(); err != nil {
+			return 0, err
+		}
+		return port.Discover(ctx)
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	fsm := newNotifyingFSM()
+	node, err := raftnode.New(c.raft, store, fsm)
+	if err == nil {
+		err = apiL.listen()
+	}
+	if err != nil {
+		return nil, nil, nil, errors.Join(err, store.Close())
+	}
+	return store, node, fsm, nil
+}
+
+func newAPIServer(c config, svc *service, lg *zap.Logger) *http.Server {
+	return &http.Server{
+		Handler:           httpapi.NewRouter(svc, svc, lg.Named("http"), httpapi.Options{MaxMessageBytes: c.maxMessage, RequestTimeout: c.requestTimeout, MaxWaiters: c.maxWaiters}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      httpapi.MaxWait + c.requestTimeout + 30*time.Second, // long polls
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// newPeerServer serves the peer port. Peer streams are long-lived HTTP
+// responses, so it has no write timeout (as in etcd); reads and idle
+// connections are bounded.
+func newPeerServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+	}
 }
 
 // tickEvery is how often the leader moves the state machine's clock while
