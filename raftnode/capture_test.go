@@ -19,7 +19,7 @@ func TestCaptureWritesOffTheLock(t *testing.T) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() { done <- write(pw) }() // stuck: nobody reads the pipe
-	enqueue(t, n, "q", "b")          // fails the test after 10 s if applying waits
+	enqueue(t, n, "q", "b")           // fails the test after 10 s if applying waits
 	pr.Close()
 	if err := <-done; err == nil {
 		t.Fatal("the write into a closed pipe succeeded")

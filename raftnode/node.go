@@ -51,8 +51,9 @@ var (
 	ErrLeaderChanged = errors.New("raftnode: leader changed before the proposal was applied; outcome unknown")
 )
 
-// StateMachine is the replicated state. Its methods are called only from
-// the raft goroutine, with the node's write lock held.
+// StateMachine is the replicated state. Its methods are called with the
+// node's write lock held: from the raft goroutine, and Capture also from
+// CaptureState's callers.
 type StateMachine interface {
 	// Apply executes a committed command; the result must be deterministic.
 	Apply(index uint64, cmd []byte) any
@@ -429,6 +430,13 @@ func (n *Node) await(ctx context.Context, id uint64, ch <-chan any) (Applied, er
 			n.proposals.Trigger(id, nil)
 			return Applied{}, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
 		case <-n.stopped:
+			select {
+			case v := <-ch: // applied just before the stop (a node removing itself)
+				if a, ok := v.(Applied); ok {
+					return a, nil
+				}
+			default:
+			}
 			return Applied{}, ErrStopped
 		}
 	}

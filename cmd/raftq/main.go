@@ -211,7 +211,7 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 	// finishes), finish in-flight client requests, then stop raft, then
 	// peers.
 	svc.stopWaiting()
-	shutdown(api, 5*time.Second)
+	shutdown(api, c.requestTimeout+5*time.Second) // a take under way gets its whole deadline
 	stopNode()
 	if !nodeDone {
 		if err := <-nodeErr; err != nil && failure == nil {
@@ -280,9 +280,11 @@ func newAPIServer(c config, svc *service, lg *zap.Logger) *http.Server {
 		Handler:           httpapi.NewRouter(svc, svc, lg.Named("http"), httpapi.Options{MaxMessageBytes: c.maxMessage, RequestTimeout: c.requestTimeout, MaxWaiters: c.maxWaiters}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      httpapi.MaxWait + c.requestTimeout + 30*time.Second, // long polls
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		// A long poll: its wait, a take begun as it ends, then a read
+		// barrier and a last take under one more request timeout.
+		WriteTimeout:   httpapi.MaxWait + 2*c.requestTimeout + 30*time.Second,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
 	}
 }
 
