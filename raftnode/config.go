@@ -44,6 +44,12 @@ type Config struct {
 	// with several addresses, peers see this node come from the address
 	// they expect. The fault suite uses it to tell nodes apart on loopback.
 	PeerLocalAddr string
+	// MaxApplyBacklog bounds how far applying may lag behind the commit
+	// index on this node (etcd's maxGapBetweenApplyAndCommitIndex): while
+	// commit − applied is above it, Propose refuses new proposals at once
+	// with ErrTooManyRequests instead of queueing them in memory. 0 means
+	// DefaultMaxApplyBacklog.
+	MaxApplyBacklog uint64
 	// Logger receives structured logs; raft's own logs are adapted into it.
 	Logger *zap.Logger
 }
@@ -55,6 +61,8 @@ const (
 	DefaultTickInterval  = 100 * time.Millisecond
 	DefaultElectionTicks = 10
 	DefaultClusterToken  = "raftq-cluster"
+	// DefaultMaxApplyBacklog is etcd's bound on commit − applied.
+	DefaultMaxApplyBacklog = 5000
 )
 
 // Validate reports the first problem with c.
@@ -84,6 +92,14 @@ func (c Config) Validate() error {
 		return errors.New("raftnode: a logger is required")
 	}
 	return nil
+}
+
+// maxApplyBacklog is MaxApplyBacklog, or its default.
+func (c Config) maxApplyBacklog() uint64 {
+	if c.MaxApplyBacklog == 0 {
+		return DefaultMaxApplyBacklog
+	}
+	return c.MaxApplyBacklog
 }
 
 // catchUpEntries is how many applied entries are kept in memory behind a

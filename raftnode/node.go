@@ -49,6 +49,12 @@ var (
 	// the outcome is unknown. Reported at once instead of at the deadline,
 	// so clients retry against the new leader.
 	ErrLeaderChanged = errors.New("raftnode: leader changed before the proposal was applied; outcome unknown")
+	// ErrTooManyRequests: the proposal was refused at once, before raft
+	// saw it, because this node is too far behind applying what is
+	// committed (Config.MaxApplyBacklog), or because this node leads and
+	// raft dropped it for its limit on uncommitted entries. It was never
+	// appended: the operation definitely did not happen; retry later.
+	ErrTooManyRequests = errors.New("raftnode: too many requests: proposal refused; not applied")
 )
 
 // StateMachine is the replicated state. Its methods are called with the
@@ -135,6 +141,9 @@ type Node struct {
 
 	lead    atomic.Uint64
 	applied atomic.Uint64
+	// committed is the commit index of the last HardState saved; with
+	// applied it gives the backlog Propose bounds.
+	committed atomic.Uint64
 	// term is the latest persisted term; appliedTerm the term of the last
 	// applied entry. leaderChanged is closed (and replaced) whenever the
 	// known leader changes, waking proposals that wait.
@@ -195,6 +204,7 @@ func New(cfg Config, store Storage, sm StateMachine) (*Node, error) {
 	}
 	if hs, _, err := store.Storage().InitialState(); err == nil {
 		n.term.Store(hs.GetTerm())
+		n.committed.Store(hs.GetCommit())
 	}
 	if snap := store.Snapshot(); snap != nil {
 		if err := n.restore(snap); err != nil {
@@ -369,10 +379,25 @@ func (n *Node) startRaft() raft.Node {
 }
 
 // Propose replicates cmd and returns the state machine's result once the
-// entry is applied on this node. Errors: ErrNoLeader (definitely not
-// applied), ErrTimeout (unknown outcome), ErrStopped.
+// entry is applied on this node. Errors: ErrNoLeader and
+// ErrTooManyRequests (definitely not applied), ErrTimeout and
+// ErrLeaderChanged (unknown outcome), ErrStopped.
 func (n *Node) Propose(ctx context.Context, cmd []byte) (Applied, error) {
+	if err := n.checkBacklog(); err != nil {
+		return Applied{}, err
+	}
 	return n.proposeAs(ctx, n.ids.Next(), cmd)
+}
+
+// checkBacklog refuses a proposal while this node is more than
+// MaxApplyBacklog entries behind applying what is committed (RAFT-NOTES
+// rule 24): queueing more would only hold more in memory and time out.
+func (n *Node) checkBacklog() error {
+	committed, applied := n.committed.Load(), n.applied.Load()
+	if limit := n.cfg.maxApplyBacklog(); committed > applied && committed-applied > limit {
+		return fmt.Errorf("%w: %d committed entries not yet applied, more than %d", ErrTooManyRequests, committed-applied, limit)
+	}
+	return nil
 }
 
 // proposeAs proposes cmd under request id (a state-machine id from n.ids,
@@ -384,7 +409,7 @@ func (n *Node) proposeAs(ctx context.Context, id uint64, cmd []byte) (Applied, e
 	data := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(cmd)), id)
 	data = append(data, cmd...)
 	ch := n.proposals.Register(id)
-	if err := n.proposeUntilAccepted(ctx, func() error { return n.raft.Propose(ctx, data) }); err != nil {
+	if err := n.proposeUntilAccepted(ctx, !isInternal(id), func() error { return n.raft.Propose(ctx, data) }); err != nil {
 		n.proposals.Trigger(id, nil)
 		return Applied{}, err
 	}
@@ -467,8 +492,14 @@ func (n *Node) setLeader(lead uint64) {
 }
 
 // proposeUntilAccepted hands a proposal to raft, retrying while raft drops
-// it (no leader yet, e.g. during an election), until ctx ends.
-func (n *Node) proposeUntilAccepted(ctx context.Context, propose func() error) error {
+// it (no leader yet, e.g. during an election, or a leadership transfer),
+// until ctx ends. With refuseFull, a drop on the leader with no transfer
+// under way, which is its limit on uncommitted entries
+// (MaxUncommittedEntriesSize), is refused at once with ErrTooManyRequests;
+// internal proposals and conf changes keep retrying. (A follower cannot
+// tell: the leader drops what it forwards without a word, and the
+// proposal times out, outcome unknown, as any lost proposal.)
+func (n *Node) proposeUntilAccepted(ctx context.Context, refuseFull bool, propose func() error) error {
 	const retry = 20 * time.Millisecond
 	for {
 		err := propose()
@@ -477,6 +508,8 @@ func (n *Node) proposeUntilAccepted(ctx context.Context, propose func() error) e
 			return nil
 		case errors.Is(err, raft.ErrStopped):
 			return ErrStopped
+		case refuseFull && errors.Is(err, raft.ErrProposalDropped) && n.droppedForSize():
+			return fmt.Errorf("%w: the leader's uncommitted entries are at their limit", ErrTooManyRequests)
 		case !errors.Is(err, raft.ErrProposalDropped):
 			// ctx ended inside raft's Propose: raft may already have taken
 			// the entry (it waits for the step's result after accepting
@@ -491,6 +524,20 @@ func (n *Node) proposeUntilAccepted(ctx context.Context, propose func() error) e
 			return ErrStopped
 		}
 	}
+}
+
+// droppedForSize reports whether a proposal raft just dropped was dropped
+// for the uncommitted-size limit: raft's leader drops a proposal only
+// then, during a leadership transfer, or once it is removed from the
+// configuration (it then steps down: StepDownOnRemoval). It asks raft's
+// goroutine, so it is called on drops only.
+func (n *Node) droppedForSize() bool {
+	st := n.raft.Status()
+	if st.RaftState != raft.StateLeader || st.LeadTransferee != raft.None {
+		return false
+	}
+	_, member := st.Progress[n.cfg.ID]
+	return member
 }
 
 // ReadBarrier returns once this node has applied everything the leader had

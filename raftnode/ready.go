@@ -23,6 +23,7 @@ import (
 func (n *Node) handleReady(rd raft.Ready) error {
 	if !raft.IsEmptyHardState(rd.HardState) {
 		n.term.Store(rd.HardState.GetTerm())
+		n.committed.Store(rd.HardState.GetCommit())
 	}
 	if rd.SoftState != nil {
 		n.setLeader(rd.SoftState.Lead)

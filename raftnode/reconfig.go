@@ -134,7 +134,7 @@ func (n *Node) changeMembership(ctx context.Context, check func(*membership) err
 	}
 	cc.Id = new(n.ids.Next())
 	ch := n.proposals.Register(cc.GetId())
-	if err := n.proposeUntilAccepted(ctx, func() error { return n.raft.ProposeConfChange(ctx, cc) }); err != nil {
+	if err := n.proposeUntilAccepted(ctx, false, func() error { return n.raft.ProposeConfChange(ctx, cc) }); err != nil {
 		n.proposals.Trigger(cc.GetId(), nil)
 		return Applied{}, err
 	}
