@@ -34,6 +34,16 @@ var (
 	// ErrGatewayTimeout: an awaited change (a leadership transfer) did not
 	// happen in time (504).
 	ErrGatewayTimeout = errors.New("timed out")
+	// ErrQueueFull: the queue's own limit (max_messages, max_bytes) refused
+	// the write (429 with Retry-After: 1). Wrapped in a *LimitError.
+	ErrQueueFull = errors.New("queue full")
+	// ErrStorageFull: the cluster's budget (max_bytes, max_queues), in a
+	// *LimitError, or a raised disk alarm, in an *AlarmError, refused the
+	// write (507).
+	ErrStorageFull = errors.New("insufficient storage")
+	// ErrQueueDeleted: the queue was deleted while a long poll waited on
+	// it; the poll answers 204 at once, as at shutdown.
+	ErrQueueDeleted = errors.New("queue deleted")
 )
 
 // LeaderElsewhereError: only the leader can answer; the API forwards the
@@ -81,10 +91,70 @@ type Enqueued struct {
 	Replay bool
 }
 
-// QueueConfig is PUT /queues/{q}/config.
+// QueueConfig is a queue's whole configuration; 0 and "" mean none.
 type QueueConfig struct {
 	MaxDeliveries   uint64 `json:"max_deliveries"`
 	DeadLetterQueue string `json:"dead_letter_queue"`
+	MaxMessages     int64  `json:"max_messages"`
+	MaxBytes        int64  `json:"max_bytes"`
+}
+
+// ConfigChange is the body of PUT /queues/{q}/config: the fields present
+// are set, the nil ones keep their value.
+type ConfigChange struct {
+	MaxDeliveries   *uint64 `json:"max_deliveries"`
+	DeadLetterQueue *string `json:"dead_letter_queue"`
+	MaxMessages     *int64  `json:"max_messages"`
+	MaxBytes        *int64  `json:"max_bytes"`
+}
+
+// ClusterLimits are the cluster's limits (0: none), their usage and the
+// nodes whose disk alarm is raised: GET /mgmt/limits.
+type ClusterLimits struct {
+	MaxQueues int64    `json:"max_queues"`
+	MaxBytes  int64    `json:"max_bytes"`
+	Queues    int      `json:"queues"`
+	Bytes     int64    `json:"bytes"`
+	Alarms    []uint64 `json:"alarms"`
+}
+
+// LimitsChange is the body of PUT /mgmt/limits: the fields present are
+// set, the nil ones keep their value.
+type LimitsChange struct {
+	MaxQueues *int64 `json:"max_queues"`
+	MaxBytes  *int64 `json:"max_bytes"`
+}
+
+// PeekedMessage is a ready message as a peek shows it, with when it was
+// stored (to the second, in this node's wall clock).
+type PeekedMessage struct {
+	Message
+	Enqueued time.Time
+}
+
+// QueueStats describe one queue: GET /queues/{q}/stats.
+type QueueStats struct {
+	Queue   string `json:"queue"`
+	Depth   int    `json:"depth"` // ready
+	Leased  int    `json:"leased"`
+	Delayed int    `json:"delayed"`
+	Bytes   int64  `json:"bytes"` // what its messages and keys count against max_bytes
+	Keys    int    `json:"keys"`  // idempotency keys remembered
+	// OldestReadyAgeMS is how long the oldest ready message has been
+	// stored, to the second (0 when none is ready).
+	OldestReadyAgeMS int64       `json:"oldest_ready_age_ms"`
+	Config           QueueConfig `json:"config"`
+	Totals           QueueTotals `json:"totals"`
+}
+
+// QueueTotals count a queue's messages since it was made: enqueued is
+// what is stored plus the four others.
+type QueueTotals struct {
+	Enqueued     uint64 `json:"enqueued"`
+	Popped       uint64 `json:"popped"`
+	Acked        uint64 `json:"acked"`
+	DeadLettered uint64 `json:"dead_lettered"`
+	Purged       uint64 `json:"purged"`
 }
 
 // LogPosition is where in the raft log a write was decided.
@@ -121,8 +191,24 @@ type Queue interface {
 	Release(ctx context.Context, queue string, id uint64, token string, delay time.Duration) (LogPosition, error)
 	// Extend moves a lease's expiry to now + ttl.
 	Extend(ctx context.Context, queue string, id uint64, token string, ttl time.Duration) (time.Time, LogPosition, error)
-	// Configure sets a queue's dead-letter rule.
-	Configure(ctx context.Context, queue string, cfg QueueConfig) (LogPosition, error)
+	// Configure sets the fields of a queue's configuration that ch names,
+	// making the queue if need be, and returns its whole configuration.
+	Configure(ctx context.Context, queue string, ch ConfigChange) (QueueConfig, LogPosition, error)
+	// DeleteQueue removes a queue with its messages, keys and config
+	// (ErrNotFound when unknown); its waiting long polls are answered.
+	DeleteQueue(ctx context.Context, queue string) (LogPosition, error)
+	// Purge drops a queue's ready and delayed messages (leased ones stay)
+	// and returns how many it dropped; ErrNotFound when unknown.
+	Purge(ctx context.Context, queue string) (int, LogPosition, error)
+	// Peek returns up to max ready messages, oldest first, taking none;
+	// ErrNotFound when unknown.
+	Peek(ctx context.Context, queue string, max int) ([]PeekedMessage, error)
+	// Stats describes a queue; ErrNotFound when unknown.
+	Stats(ctx context.Context, queue string) (QueueStats, error)
+	// Limits returns the cluster's limits and their usage.
+	Limits(ctx context.Context) (ClusterLimits, error)
+	// SetLimits sets the cluster limits ch names and returns them all.
+	SetLimits(ctx context.Context, ch LimitsChange) (ClusterLimits, LogPosition, error)
 	// Queues lists every queue, sorted by name.
 	Queues(ctx context.Context) ([]QueueInfo, error)
 	// AwaitReady waits, proposing nothing, until messages may be ready in

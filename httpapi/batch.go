@@ -112,14 +112,19 @@ func (a *api) popMany(w http.ResponseWriter, r *http.Request, queue, maxParam st
 	out := make([]BatchMessage, len(ms))
 	for i, m := range ms {
 		out[i] = BatchMessage{ID: m.ID, ContentType: m.ContentType}
-		if utf8.ValidString(m.Body) {
-			out[i].Body = &m.Body
-		} else {
-			s := base64.StdEncoding.EncodeToString([]byte(m.Body))
-			out[i].BodyB64 = &s
-		}
+		out[i].Body, out[i].BodyB64 = textOrBase64(m.Body)
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Messages []BatchMessage `json:"messages"`
 	}{out})
+}
+
+// textOrBase64 is how a body shows in JSON: as text when it is valid
+// UTF-8, else as base64.
+func textOrBase64(body string) (text, b64 *string) {
+	if utf8.ValidString(body) {
+		return &body, nil
+	}
+	s := base64.StdEncoding.EncodeToString([]byte(body))
+	return nil, &s
 }

@@ -57,7 +57,7 @@ func leaseToken(r *http.Request) (string, error) {
 // runs op, and waits again if another consumer was faster, until wait
 // passes; a last read barrier (no log entry) then makes sure nothing
 // became ready unseen on a lagging node before the poll answers empty. At
-// shutdown it answers empty at once; past MaxWaiters polls waiting on this
+// shutdown, or when the queue is deleted, it answers empty at once; past MaxWaiters polls waiting on this
 // node, it refuses with ErrTooManyWaiters. It takes at most wait plus two
 // request timeouts (a take begun just before the wait ends, then the
 // barrier and a last take).
@@ -75,7 +75,7 @@ func (a *api) longPoll(r *http.Request, queue string, wait time.Duration, want i
 	for wctx.Err() == nil {
 		t, err := a.q.AwaitReady(wctx, queue, want)
 		switch {
-		case errors.Is(err, ErrStopping):
+		case errors.Is(err, ErrStopping), errors.Is(err, ErrQueueDeleted):
 			return nil
 		case err != nil && wctx.Err() == nil:
 			return err // refused (a bad queue name, say)
@@ -254,21 +254,4 @@ func (a *api) extend(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct {
 		Expires time.Time `json:"lease_expires"`
 	}{expires.UTC()})
-}
-
-func (a *api) configure(w http.ResponseWriter, r *http.Request) {
-	var cfg QueueConfig
-	if err := decodeJSON(w, r, &cfg); err != nil {
-		a.fail(w, err)
-		return
-	}
-	ctx, cancel := a.ctx(r)
-	defer cancel()
-	pos, err := a.q.Configure(ctx, mux.Vars(r)["queue"], cfg)
-	if err != nil {
-		a.failWrite(w, err)
-		return
-	}
-	setPosition(w, pos)
-	writeJSON(w, http.StatusOK, cfg)
 }

@@ -71,13 +71,19 @@ func NewRouter(q Queue, c Cluster, lg *zap.Logger, opts Options) http.Handler {
 	r.HandleFunc("/queues/{queue}/messages/{id}", a.ack).Methods(http.MethodDelete)
 	r.HandleFunc("/queues/{queue}/messages/{id}/release", a.release).Methods(http.MethodPost)
 	r.HandleFunc("/queues/{queue}/messages/{id}/extend", a.extend).Methods(http.MethodPost)
+	r.HandleFunc("/queues/{queue}", a.deleteQueue).Methods(http.MethodDelete)
 	r.HandleFunc("/queues/{queue}/config", a.configure).Methods(http.MethodPut)
+	r.HandleFunc("/queues/{queue}/purge", a.purge).Methods(http.MethodPost)
+	r.HandleFunc("/queues/{queue}/messages", a.peek).Methods(http.MethodGet)
+	r.HandleFunc("/queues/{queue}/stats", a.stats).Methods(http.MethodGet)
 	m := r.PathPrefix("/mgmt").Subrouter()
 	m.HandleFunc("/nodes", a.nodes).Methods(http.MethodGet)
 	m.HandleFunc("/nodes", a.addNode).Methods(http.MethodPost)
 	m.HandleFunc("/nodes/{id}", a.removeNode).Methods(http.MethodDelete)
 	m.HandleFunc("/nodes/{id}/promote", a.promoteNode).Methods(http.MethodPost)
 	m.HandleFunc("/leader", a.transferLeader).Methods(http.MethodPost)
+	m.HandleFunc("/limits", a.limits).Methods(http.MethodGet)
+	m.HandleFunc("/limits", a.setLimits).Methods(http.MethodPut)
 	r.HandleFunc("/debug/state", a.localState).Methods(http.MethodGet)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for %s", r.URL.Path))
@@ -241,8 +247,10 @@ func statusFor(err error) int {
 		return http.StatusUnprocessableEntity
 	case errors.Is(err, ErrGatewayTimeout):
 		return http.StatusGatewayTimeout
-	case errors.Is(err, ErrTooManyWaiters):
+	case errors.Is(err, ErrTooManyWaiters), errors.Is(err, ErrQueueFull):
 		return http.StatusTooManyRequests
+	case errors.Is(err, ErrStorageFull):
+		return http.StatusInsufficientStorage
 	default:
 		return http.StatusInternalServerError
 	}
@@ -274,13 +282,7 @@ func (a *api) failOutcome(w http.ResponseWriter, err error, outcome string) {
 	if status >= 500 {
 		a.lg.Warn("request failed", zap.Int("status", status), zap.Error(err))
 	}
-	writeJSON(w, status, errorBody{Error: err.Error(), Outcome: outcome})
-}
-
-// errorBody is every error answer's JSON.
-type errorBody struct {
-	Error   string `json:"error"`
-	Outcome string `json:"outcome,omitempty"`
+	writeJSON(w, status, errorBodyOf(err, outcome))
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {

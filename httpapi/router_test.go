@@ -29,6 +29,18 @@ type fakeQueue struct {
 	awaiting    chan struct{} // if set, AwaitReady sends on it first
 	awaitErr    error         // if set, AwaitReady's answer
 	batch       []Message     // EnqueueBatch appends when non-nil; PopMany pops
+	lifecycle   fakeLifecycle
+}
+
+// fakeLifecycle holds the fakes of the config, lifecycle and limits routes.
+type fakeLifecycle struct {
+	configure   func(ctx context.Context, queue string, ch ConfigChange) (QueueConfig, LogPosition, error)
+	deleteQueue func(ctx context.Context, queue string) (LogPosition, error)
+	purge       func(ctx context.Context, queue string) (int, LogPosition, error)
+	peek        func(ctx context.Context, queue string, max int) ([]PeekedMessage, error)
+	stats       func(ctx context.Context, queue string) (QueueStats, error)
+	limits      func(ctx context.Context) (ClusterLimits, error)
+	setLimits   func(ctx context.Context, ch LimitsChange) (ClusterLimits, LogPosition, error)
 }
 
 func (f *fakeQueue) Enqueue(ctx context.Context, q, ct string, b []byte, opts EnqueueOptions) (Enqueued, LogPosition, error) {
@@ -69,8 +81,26 @@ func (f *fakeQueue) Release(_ context.Context, q string, id uint64, token string
 func (f *fakeQueue) Extend(_ context.Context, q string, id uint64, token string, ttl time.Duration) (time.Time, LogPosition, error) {
 	return time.Unix(1700000000, 0).Add(ttl), LogPosition{}, f.settle("extend", q, id, token, ttl)
 }
-func (f *fakeQueue) Configure(_ context.Context, q string, cfg QueueConfig) (LogPosition, error) {
-	return LogPosition{}, f.settle("config:"+cfg.DeadLetterQueue, q, cfg.MaxDeliveries, "", 0)
+func (f *fakeQueue) Configure(ctx context.Context, q string, ch ConfigChange) (QueueConfig, LogPosition, error) {
+	return f.lifecycle.configure(ctx, q, ch)
+}
+func (f *fakeQueue) DeleteQueue(ctx context.Context, q string) (LogPosition, error) {
+	return f.lifecycle.deleteQueue(ctx, q)
+}
+func (f *fakeQueue) Purge(ctx context.Context, q string) (int, LogPosition, error) {
+	return f.lifecycle.purge(ctx, q)
+}
+func (f *fakeQueue) Peek(ctx context.Context, q string, max int) ([]PeekedMessage, error) {
+	return f.lifecycle.peek(ctx, q, max)
+}
+func (f *fakeQueue) Stats(ctx context.Context, q string) (QueueStats, error) {
+	return f.lifecycle.stats(ctx, q)
+}
+func (f *fakeQueue) Limits(ctx context.Context) (ClusterLimits, error) {
+	return f.lifecycle.limits(ctx)
+}
+func (f *fakeQueue) SetLimits(ctx context.Context, ch LimitsChange) (ClusterLimits, LogPosition, error) {
+	return f.lifecycle.setLimits(ctx, ch)
 }
 
 // AwaitReady gives a turn when changed is closed, ErrStopping once stopping
@@ -265,7 +295,10 @@ func TestErrors(t *testing.T) {
 		{httptest.NewRequest(http.MethodPut, "/queues/q", bytes.NewReader(nil)), http.StatusServiceUnavailable},
 		{httptest.NewRequest(http.MethodGet, "/queues/q", nil), http.StatusBadRequest},
 		{httptest.NewRequest(http.MethodGet, "/queues", nil), http.StatusInternalServerError},
-		{httptest.NewRequest(http.MethodDelete, "/queues/q", nil), http.StatusMethodNotAllowed},
+		{httptest.NewRequest(http.MethodPatch, "/queues/q", nil), http.StatusMethodNotAllowed},
+		{httptest.NewRequest(http.MethodPut, "/queues/q/stats", nil), http.StatusMethodNotAllowed},
+		{httptest.NewRequest(http.MethodGet, "/queues/q/purge", nil), http.StatusMethodNotAllowed},
+		{httptest.NewRequest(http.MethodDelete, "/mgmt/limits", nil), http.StatusMethodNotAllowed},
 		{httptest.NewRequest(http.MethodPost, "/queues", nil), http.StatusMethodNotAllowed},
 		{httptest.NewRequest(http.MethodGet, "/nope", nil), http.StatusNotFound},
 		{httptest.NewRequest(http.MethodGet, "/queues/a/b", nil), http.StatusNotFound},

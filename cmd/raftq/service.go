@@ -23,9 +23,13 @@ type service struct {
 	stateMu sync.Mutex // one /debug/state capture at a time
 }
 
-// propose stamps c with this node's clock and replicates it.
+// propose stamps c with this node's clock and replicates it. The queue
+// name of an op on a queue is checked first; the cluster's ops (tick,
+// set limits, alarm) name none.
 func (s *service) propose(ctx context.Context, c queuefsm.Command) (raftnode.Applied, error) {
-	if c.Op != queuefsm.OpTick {
+	switch c.Op {
+	case queuefsm.OpTick, queuefsm.OpSetLimits, queuefsm.OpAlarm:
+	default:
 		if err := checkName(c.Queue); err != nil {
 			return raftnode.Applied{}, err
 		}
@@ -43,6 +47,10 @@ func (s *service) Enqueue(ctx context.Context, queue, contentType string, body [
 		if err := queuefsm.ValidateIdempotencyKey(opts.IdempotencyKey); err != nil {
 			return httpapi.Enqueued{}, httpapi.LogPosition{}, fmt.Errorf("%w: %w", httpapi.ErrInvalid, err)
 		}
+	}
+	cost := queuefsm.MessageCost(contentType, len(body)) + queuefsm.KeyCost(opts.IdempotencyKey)
+	if err := s.admit(queue, opts.IdempotencyKey, 1, cost); err != nil {
+		return httpapi.Enqueued{}, httpapi.LogPosition{}, err
 	}
 	a, err := s.propose(ctx, queuefsm.Command{Op: queuefsm.OpEnqueue, Queue: queue, ContentType: contentType,
 		IdempotencyKey: opts.IdempotencyKey, Delay: opts.Delay.Milliseconds(), Body: body})
@@ -64,8 +72,13 @@ func (s *service) Dequeue(ctx context.Context, queue string) (httpapi.Message, b
 
 func (s *service) EnqueueBatch(ctx context.Context, queue string, msgs []httpapi.Message) ([]uint64, httpapi.LogPosition, error) {
 	items := make([]queuefsm.BatchItem, len(msgs))
+	var cost int64
 	for i, m := range msgs {
 		items[i] = queuefsm.BatchItem{ContentType: m.ContentType, Body: m.Body}
+		cost += queuefsm.MessageCost(m.ContentType, len(m.Body))
+	}
+	if err := s.admit(queue, "", len(msgs), cost); err != nil {
+		return nil, httpapi.LogPosition{}, err
 	}
 	a, err := s.propose(ctx, queuefsm.Command{Op: queuefsm.OpBatch, Queue: queue, Items: items})
 	if err != nil {
@@ -113,8 +126,152 @@ func (s *service) Release(ctx context.Context, queue string, id uint64, token st
 	return s.done(ctx, queuefsm.Command{Op: queuefsm.OpRelease, Queue: queue, ID: id, Token: token, Delay: delay.Milliseconds()})
 }
 
-func (s *service) Configure(ctx context.Context, queue string, cfg httpapi.QueueConfig) (httpapi.LogPosition, error) {
-	return s.done(ctx, queuefsm.Command{Op: queuefsm.OpConfigure, Queue: queue, MaxDeliveries: cfg.MaxDeliveries, DeadLetterQueue: cfg.DeadLetterQueue})
+// admit is the cheap check before an enqueue or batch is proposed: a
+// write the state machine would refuse now is refused without costing a
+// log entry. A replay of a remembered key is never refused (it answers
+// 200). Apply decides again: this node may lag.
+func (s *service) admit(queue, key string, n int, bytes int64) error {
+	if err := checkName(queue); err != nil {
+		return err
+	}
+	var err error
+	s.node.View(func() {
+		if key == "" || !s.fsm.Remembers(queue, key) {
+			err = s.fsm.Admit(queue, n, bytes)
+		}
+	})
+	if err != nil {
+		return apiErr(err)
+	}
+	return nil
+}
+
+// Configure sets the fields ch names and answers the queue's whole config
+// as this node holds it after the change.
+func (s *service) Configure(ctx context.Context, queue string, ch httpapi.ConfigChange) (httpapi.QueueConfig, httpapi.LogPosition, error) {
+	c := queuefsm.Command{Op: queuefsm.OpConfigure, Queue: queue}
+	var set httpapi.QueueConfig // what ch sets, should the queue be gone at once
+	if ch.MaxDeliveries != nil {
+		c.Fields, c.MaxDeliveries, set.MaxDeliveries = c.Fields|queuefsm.FieldMaxDeliveries, *ch.MaxDeliveries, *ch.MaxDeliveries
+	}
+	if ch.DeadLetterQueue != nil {
+		c.Fields, c.DeadLetterQueue, set.DeadLetterQueue = c.Fields|queuefsm.FieldDeadLetterQueue, *ch.DeadLetterQueue, *ch.DeadLetterQueue
+	}
+	if ch.MaxMessages != nil {
+		c.Fields, c.MaxMessages, set.MaxMessages = c.Fields|queuefsm.FieldMaxMessages, *ch.MaxMessages, *ch.MaxMessages
+	}
+	if ch.MaxBytes != nil {
+		c.Fields, c.MaxBytes, set.MaxBytes = c.Fields|queuefsm.FieldMaxBytes, *ch.MaxBytes, *ch.MaxBytes
+	}
+	if c.Fields == 0 { // 0 would set every field
+		return httpapi.QueueConfig{}, httpapi.LogPosition{}, fmt.Errorf("%w: the change sets nothing", httpapi.ErrInvalid)
+	}
+	pos, err := s.done(ctx, c)
+	if err != nil {
+		return httpapi.QueueConfig{}, pos, err
+	}
+	s.node.View(func() {
+		if st, err := s.fsm.Stats(queue); err == nil {
+			set = apiConfig(st.Config)
+		}
+	})
+	return set, pos, nil
+}
+
+func apiConfig(c queuefsm.QueueConfig) httpapi.QueueConfig {
+	return httpapi.QueueConfig{MaxDeliveries: c.MaxDeliveries, DeadLetterQueue: c.DeadLetterQueue, MaxMessages: c.MaxMessages, MaxBytes: c.MaxBytes}
+}
+
+func (s *service) DeleteQueue(ctx context.Context, queue string) (httpapi.LogPosition, error) {
+	return s.done(ctx, queuefsm.Command{Op: queuefsm.OpDeleteQueue, Queue: queue})
+}
+
+func (s *service) Purge(ctx context.Context, queue string) (int, httpapi.LogPosition, error) {
+	a, err := s.propose(ctx, queuefsm.Command{Op: queuefsm.OpPurge, Queue: queue})
+	if err != nil {
+		return 0, httpapi.LogPosition{}, err
+	}
+	r, err := result[queuefsm.PurgeResult](a)
+	return r.Dropped, position(a), err
+}
+
+// read runs fn under the node's read lock after a read barrier, so that
+// what it reads is linearizable; fn's error is mapped as Apply's are.
+func (s *service) read(ctx context.Context, queue string, fn func() error) error {
+	if queue != "" {
+		if err := checkName(queue); err != nil {
+			return err
+		}
+	}
+	if err := s.node.ReadBarrier(ctx); err != nil {
+		return unavailable(err)
+	}
+	var err error
+	s.node.View(func() { err = fn() })
+	if err != nil {
+		return apiErr(err)
+	}
+	return nil
+}
+
+func (s *service) Peek(ctx context.Context, queue string, max int) ([]httpapi.PeekedMessage, error) {
+	var ms []queuefsm.PeekedMessage
+	var now int64
+	err := s.read(ctx, queue, func() (err error) {
+		ms, err = s.fsm.Peek(queue, max)
+		now = s.fsm.Now()
+		return err
+	})
+	out := make([]httpapi.PeekedMessage, len(ms))
+	for i, m := range ms {
+		out[i] = httpapi.PeekedMessage{Message: apiMessage(m.Message), Enqueued: localTime(m.Enqueued, now)}
+	}
+	return out, err
+}
+
+func (s *service) Stats(ctx context.Context, queue string) (httpapi.QueueStats, error) {
+	var st queuefsm.QueueStats
+	if err := s.read(ctx, queue, func() (err error) { st, err = s.fsm.Stats(queue); return err }); err != nil {
+		return httpapi.QueueStats{}, err
+	}
+	out := httpapi.QueueStats{Queue: queue, Depth: st.Depth, Leased: st.Leased, Delayed: st.Delayed, Bytes: st.Bytes, Keys: st.Keys,
+		Config: apiConfig(st.Config), Totals: httpapi.QueueTotals(st.Totals)}
+	if st.OldestReady != 0 {
+		out.OldestReadyAgeMS = max(st.Now-st.OldestReady, 0)
+	}
+	return out, nil
+}
+
+func (s *service) Limits(ctx context.Context) (httpapi.ClusterLimits, error) {
+	var l queuefsm.ClusterLimits
+	err := s.read(ctx, "", func() error { l = s.fsm.Limits(); return nil })
+	return apiLimits(l), err
+}
+
+// SetLimits sets the limits ch names and answers them as this node holds
+// them after the change.
+func (s *service) SetLimits(ctx context.Context, ch httpapi.LimitsChange) (httpapi.ClusterLimits, httpapi.LogPosition, error) {
+	c := queuefsm.Command{Op: queuefsm.OpSetLimits}
+	if ch.MaxQueues != nil {
+		c.Fields, c.MaxQueues = c.Fields|queuefsm.FieldMaxQueues, *ch.MaxQueues
+	}
+	if ch.MaxBytes != nil {
+		c.Fields, c.MaxBytes = c.Fields|queuefsm.FieldMaxBytes, *ch.MaxBytes
+	}
+	if c.Fields == 0 { // 0 would set both
+		return httpapi.ClusterLimits{}, httpapi.LogPosition{}, fmt.Errorf("%w: the change sets nothing", httpapi.ErrInvalid)
+	}
+	pos, err := s.done(ctx, c)
+	if err != nil {
+		return httpapi.ClusterLimits{}, pos, err
+	}
+	var l queuefsm.ClusterLimits
+	s.node.View(func() { l = s.fsm.Limits() })
+	return apiLimits(l), pos, nil
+}
+
+func apiLimits(l queuefsm.ClusterLimits) httpapi.ClusterLimits {
+	return httpapi.ClusterLimits{MaxQueues: l.MaxQueues, MaxBytes: l.MaxBytes, Queues: l.Queues, Bytes: l.Bytes, Alarms: l.Alarms}
 }
 
 func (s *service) done(ctx context.Context, c queuefsm.Command) (httpapi.LogPosition, error) {
@@ -313,20 +470,36 @@ func result[T any](a raftnode.Applied) (T, error) {
 	case T:
 		return r, nil
 	case error:
-		switch {
-		case errors.Is(r, queuefsm.ErrInvalidName), errors.Is(r, queuefsm.ErrInvalidArg):
-			return zero, fmt.Errorf("%w: %w", httpapi.ErrInvalid, r)
-		case errors.Is(r, queuefsm.ErrNoMessage):
-			return zero, fmt.Errorf("%w: %w", httpapi.ErrNotFound, r)
-		case errors.Is(r, queuefsm.ErrLeaseLost):
-			return zero, fmt.Errorf("%w: %w", httpapi.ErrConflict, r)
-		case errors.Is(r, queuefsm.ErrKeyReused):
-			return zero, fmt.Errorf("%w: %w", httpapi.ErrUnprocessable, r)
-		}
-		return zero, r
+		return zero, apiErr(r)
 	default:
 		return zero, fmt.Errorf("raftq: unexpected state machine result %T", a.Result)
 	}
+}
+
+// apiErr maps a refusal of the state machine (Apply's result, or a read's
+// error) to the API's errors; a limit's refusal keeps what it names.
+func apiErr(err error) error {
+	var le *queuefsm.LimitError
+	var ne *queuefsm.NoSpaceError
+	switch {
+	case errors.As(err, &le):
+		sentinel := httpapi.ErrStorageFull
+		if errors.Is(err, queuefsm.ErrQueueFull) {
+			sentinel = httpapi.ErrQueueFull
+		}
+		return &httpapi.LimitError{Err: sentinel, Limit: le.Limit, Queue: le.Queue, Value: le.Value, Usage: le.Usage, Request: le.Request}
+	case errors.As(err, &ne):
+		return &httpapi.AlarmError{Nodes: ne.Nodes}
+	case errors.Is(err, queuefsm.ErrInvalidName), errors.Is(err, queuefsm.ErrInvalidArg):
+		return fmt.Errorf("%w: %w", httpapi.ErrInvalid, err)
+	case errors.Is(err, queuefsm.ErrNoMessage), errors.Is(err, queuefsm.ErrNoQueue):
+		return fmt.Errorf("%w: %w", httpapi.ErrNotFound, err)
+	case errors.Is(err, queuefsm.ErrLeaseLost):
+		return fmt.Errorf("%w: %w", httpapi.ErrConflict, err)
+	case errors.Is(err, queuefsm.ErrKeyReused):
+		return fmt.Errorf("%w: %w", httpapi.ErrUnprocessable, err)
+	}
+	return err
 }
 
 // unavailable marks raft-level failures (no leader, deadline, stopping),

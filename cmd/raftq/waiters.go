@@ -39,11 +39,13 @@ type queueWaiters struct {
 }
 
 // waiter is one long poll. ch is closed when it is given a turn, for
-// given messages (at most the want it asked for).
+// given messages (at most the want it asked for), or when its queue was
+// deleted (gone, and no turn).
 type waiter struct {
 	ch    chan struct{}
 	want  int
 	given int
+	gone  bool
 }
 
 func newNotifyingFSM() *notifyingFSM {
@@ -60,6 +62,10 @@ func (f *notifyingFSM) Apply(index uint64, cmd []byte) any {
 	queue, tick := queuefsm.QueueOf(cmd)
 	if tick { // leases and delays may have ended anywhere
 		f.grantAll()
+		return res
+	}
+	if _, done := res.(queuefsm.Done); done && queuefsm.OpOf(cmd) == queuefsm.OpDeleteQueue {
+		f.answerGone(queue)
 		return res
 	}
 	f.grant(queue)
@@ -100,6 +106,22 @@ func (f *notifyingFSM) grant(queue string) {
 	f.forgetIdle(queue, qw)
 }
 
+// answerGone answers every waiter of a deleted queue at once, with no
+// turn; turns already given are handed back as usual. The caller holds mu
+// and the node's lock.
+func (f *notifyingFSM) answerGone(queue string) {
+	qw := f.queues[queue]
+	if qw == nil {
+		return
+	}
+	for _, w := range qw.waiting {
+		w.gone = true
+		close(w.ch)
+	}
+	qw.waiting = nil
+	f.forgetIdle(queue, qw)
+}
+
 func (f *notifyingFSM) grantAll() {
 	for q := range f.queues {
 		f.grant(q)
@@ -136,7 +158,7 @@ func (f *notifyingFSM) handBack(view func(func()), queue string, given int) {
 
 // await returns a turn once up to want messages may be ready in queue for
 // this waiter; ctx's error when ctx ends first; httpapi.ErrStopping at
-// shutdown.
+// shutdown; httpapi.ErrQueueDeleted when the queue is deleted meanwhile.
 func (f *notifyingFSM) await(ctx context.Context, view func(func()), queue string, want int) (httpapi.Turn, error) {
 	w := &waiter{ch: make(chan struct{}), want: max(want, 1)}
 	var err error
@@ -161,6 +183,9 @@ func (f *notifyingFSM) await(ctx context.Context, view func(func()), queue strin
 	t := &turn{f: f, view: view, queue: queue, w: w}
 	select {
 	case <-w.ch:
+		if w.gone { // written before ch was closed
+			return nil, httpapi.ErrQueueDeleted
+		}
 		return t, nil
 	case <-ctx.Done():
 		err = ctx.Err()
@@ -174,10 +199,13 @@ func (f *notifyingFSM) await(ctx context.Context, view func(func()), queue strin
 }
 
 // leave removes a waiter that stops waiting; true when it had been given a
-// turn already.
+// turn already (not when its queue was deleted: no turn to pass on).
 func (f *notifyingFSM) leave(queue string, w *waiter) (granted bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if w.gone {
+		return false
+	}
 	qw := f.queues[queue]
 	if i := slices.Index(qw.waiting, w); i >= 0 {
 		qw.waiting = slices.Delete(qw.waiting, i, i+1)

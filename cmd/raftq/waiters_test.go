@@ -28,6 +28,7 @@ func (h *waiterHarness) apply(c queuefsm.Command) any {
 // wait starts a waiter on queue; its turn (or error) arrives on the channel.
 func (h *waiterHarness) wait(ctx context.Context, queue string) <-chan error {
 	got := make(chan error, 1)
+	before := h.waiting(queue)
 	started := make(chan struct{})
 	go func() {
 		close(started)
@@ -38,7 +39,7 @@ func (h *waiterHarness) wait(ctx context.Context, queue string) <-chan error {
 		got <- err
 	}()
 	<-started
-	h.waitFor(func() bool { return h.waiting(queue) > 0 || len(got) > 0 })
+	h.waitFor(func() bool { return h.waiting(queue) > before || len(got) > 0 })
 	return got
 }
 
@@ -177,5 +178,44 @@ func TestWaitersPromiseWhatTheyWant(t *testing.T) {
 	turns[0].Done()
 	if h.waiting("q") != 2 {
 		t.Fatal("a waiter was woken after the messages were taken")
+	}
+}
+
+// Deleting a queue answers its waiters at once with ErrQueueDeleted, and
+// only its own: a refused delete, or one of another queue, wakes no one.
+// A turn given before the delete is handed back without harm.
+func TestWaitersAnsweredByDelete(t *testing.T) {
+	h := &waiterHarness{t: t, f: newNotifyingFSM()}
+	ctx := context.Background()
+	h.apply(queuefsm.Command{Op: queuefsm.OpEnqueue, Queue: "q", Body: []byte("m")})
+	h.apply(queuefsm.Command{Op: queuefsm.OpDequeue, Queue: "other"})
+	turn, err := h.f.await(ctx, locked, "q", 1) // the one ready message's turn
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1, w2, wo := h.wait(ctx, "q"), h.wait(ctx, "q"), h.wait(ctx, "other")
+	h.apply(queuefsm.Command{Op: queuefsm.OpDeleteQueue, Queue: "nope"}) // refused: unknown
+	if !pending(w1) || !pending(w2) {
+		t.Fatal("a refused delete answered waiters")
+	}
+	h.apply(queuefsm.Command{Op: queuefsm.OpDeleteQueue, Queue: "q"})
+	for _, w := range []<-chan error{w1, w2} {
+		h.waitFor(func() bool { return !pending(w) })
+		if err := <-w; !errors.Is(err, httpapi.ErrQueueDeleted) {
+			t.Fatalf("after delete: %v", err)
+		}
+	}
+	if !pending(wo) {
+		t.Fatal("deleting q answered a waiter of another queue")
+	}
+	turn.Done()
+	if h.waiting("q") != 0 {
+		t.Fatal("waiters of a deleted queue still tracked")
+	}
+	w3 := h.wait(ctx, "q") // the name used again: waits as before
+	h.apply(queuefsm.Command{Op: queuefsm.OpEnqueue, Queue: "q", Body: []byte("n")})
+	h.waitFor(func() bool { return !pending(w3) })
+	if err := <-w3; err != nil {
+		t.Fatal(err)
 	}
 }
