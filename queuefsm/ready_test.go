@@ -41,3 +41,18 @@ func TestReadyCountsDueTimers(t *testing.T) {
 		t.Fatalf("ready %d after taking both", n)
 	}
 }
+
+// A snapshot holding a message in a state no replica writes is refused:
+// filed as ready, the message could be neither taken nor removed.
+func TestRestoreRefusesUnknownState(t *testing.T) {
+	f := New()
+	f.Apply(1, Command{Op: OpEnqueue, Time: 1000, Queue: "q", Body: []byte("a")}.Encode())
+	f.queues["q"].msgs.get(1).state = 7
+	data, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := New().Restore(data); err == nil {
+		t.Fatal("a message in state 7 was restored")
+	}
+}

@@ -284,6 +284,11 @@ func (d *decoder) msg(g *FSM, version byte) *msg {
 	}
 	deliveries, state, at, token := d.uvarint(), msgState(d.byte()), d.varint(), d.string()
 	m.deliveries, m.state, m.at = uint32(min(deliveries, math.MaxUint32)), state, at
+	if state > stateDelayed && d.err == nil {
+		// Filed as ready, it would never be taken nor removed, and a
+		// queue with it would wake its waiters for ever.
+		d.err = fmt.Errorf("message %d: unknown state %d", m.id, state)
+	}
 	if state == stateLeased {
 		lease, id, ok := parseToken(token)
 		if !ok || id != m.id {
