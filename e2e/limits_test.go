@@ -31,15 +31,15 @@ func refusal(t *testing.T, r response) limitBody {
 	return b
 }
 
-// enqueueKeyed sends body with itself as idempotency key, retrying while
+// enqueueKeyed sends body with an idempotency key, retrying while
 // the outcome is unknown (503), so that every message acknowledged is one
 // the cluster stored and stored once. It returns the final answer.
-func enqueueKeyed(t *testing.T, p *proc, queue, body string) response {
+func enqueueKeyed(t *testing.T, p *proc, queue, key, body string) response {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		req, _ := http.NewRequest(http.MethodPut, p.api+"/queues/"+queue, strings.NewReader(body))
 		req.Header.Set("Content-Type", "text/plain")
-		req.Header.Set("Idempotency-Key", body)
+		req.Header.Set("Idempotency-Key", key)
 		resp, err := client.Do(req)
 		if err == nil {
 			r := response{status: resp.StatusCode, header: resp.Header}
@@ -163,7 +163,7 @@ func TestQueueLimitFromManyProducers(t *testing.T) {
 			node := c.procs[p%len(c.procs)]
 			for i := range each {
 				body := fmt.Sprintf("p%d-%d", p, i)
-				r := enqueueKeyed(t, node, "q", body)
+				r := enqueueKeyed(t, node, "q", body, body)
 				mu.Lock()
 				switch r.status {
 				case http.StatusCreated, http.StatusOK:
@@ -212,10 +212,10 @@ func TestClusterBytesAcrossQueues(t *testing.T) {
 		!strings.Contains(string(r.body), `"max_bytes":40000`) || !strings.Contains(string(r.body), `"max_queues":10000`) {
 		t.Fatalf("set limits: %d %s", r.status, r.body)
 	}
-	if r := enqueueKeyed(t, c.procs[0], "q0", "keyed"); r.status != http.StatusCreated {
+	body := strings.Repeat("x", 1000)
+	if r := enqueueKeyed(t, c.procs[0], "q0", "keyed", body); r.status != http.StatusCreated {
 		t.Fatalf("keyed: %d %s", r.status, r.body)
 	}
-	body := strings.Repeat("x", 1000)
 	stored := 1
 	full := false
 	for i := 0; !full && i < 100; i++ {
@@ -242,7 +242,7 @@ func TestClusterBytesAcrossQueues(t *testing.T) {
 	if l.Bytes > budget || l.Bytes < budget-2000 || l.Queues != 8 {
 		t.Fatalf("limits at the budget: %+v", l)
 	}
-	if r := enqueueKeyed(t, c.procs[2], "q0", "keyed"); r.status != http.StatusOK || r.header.Get("Idempotent-Replay") != "true" {
+	if r := enqueueKeyed(t, c.procs[2], "q0", "keyed", body); r.status != http.StatusOK || r.header.Get("Idempotent-Replay") != "true" {
 		t.Fatalf("replay at the limit: %d %s", r.status, r.body)
 	}
 	r := mgmt(t, http.MethodPost, c.procs[0].api+"/queues/q1/batch", fmt.Sprintf(`{"messages":[{"body":%q},{"body":%q}]}`, body, body))
