@@ -208,3 +208,19 @@ func TestStats(t *testing.T) {
 		t.Fatalf("unknown: %d", rec.Code)
 	}
 }
+
+// A long poll whose queue is deleted while it waits answers 204 at once,
+// as at shutdown, with no log position.
+func TestLongPollQueueDeleted(t *testing.T) {
+	q := &fakeQueue{awaitErr: fmt.Errorf("wrapped: %w", ErrQueueDeleted)}
+	for _, req := range []*http.Request{
+		httptest.NewRequest(http.MethodGet, "/queues/q?wait=60s", nil),
+		httptest.NewRequest(http.MethodPost, "/queues/q/leases?wait=60s", nil),
+		httptest.NewRequest(http.MethodGet, "/queues/q?max=5&wait=60s", nil),
+	} {
+		rec := serve(t, q, nil, req)
+		if rec.Code != http.StatusNoContent || rec.Header().Get("Raft-Index") != "" {
+			t.Fatalf("%s %s: %d (Raft-Index %q)", req.Method, req.URL, rec.Code, rec.Header().Get("Raft-Index"))
+		}
+	}
+}
