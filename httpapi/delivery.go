@@ -57,8 +57,9 @@ func leaseToken(r *http.Request) (string, error) {
 // runs op, and waits again if another consumer was faster, until wait
 // passes; a last read barrier (no log entry) then makes sure nothing
 // became ready unseen on a lagging node before the poll answers empty. At
-// shutdown, or when the queue is deleted, it answers empty at once; past MaxWaiters polls waiting on this
-// node, it refuses with ErrTooManyWaiters. It takes at most wait plus two
+// shutdown, or when the queue is deleted, it answers empty at once; past
+// MaxWaiters polls waiting on this node, it refuses with
+// ErrTooManyWaiters. It takes at most wait plus two
 // request timeouts (a take begun just before the wait ends, then the
 // barrier and a last take).
 func (a *api) longPoll(r *http.Request, queue string, wait time.Duration, want int, op func(context.Context) (bool, error)) error {

@@ -279,7 +279,7 @@ func (a *api) failOutcome(w http.ResponseWriter, err error, outcome string) {
 	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")
 	}
-	if status >= 500 {
+	if status >= 500 && status != http.StatusInsufficientStorage { // a full cluster refuses by design, often
 		a.lg.Warn("request failed", zap.Int("status", status), zap.Error(err))
 	}
 	writeJSON(w, status, errorBodyOf(err, outcome))
