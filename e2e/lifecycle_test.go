@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -226,5 +228,100 @@ func TestStatsAndConfig(t *testing.T) {
 	if got := stats(t, c.procs[1], "q").Config.MaxBytes; got != 100000 {
 		t.Fatalf("a refused config changed max_bytes to %d", got)
 	}
+	c.converged()
+}
+
+// Under load from every node, deletes, purges and peeks of the same queue
+// on other nodes: no id is handed out twice across the queue's lives,
+// every peek is in FIFO order, what is left drains, and the replicas
+// agree.
+func TestLifecycleUnderLoad(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 3)
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	ids := map[uint64]string{}
+	unknown := map[string]bool{}
+	var wg sync.WaitGroup
+	for p := range 4 {
+		wg.Go(func() {
+			node := c.procs[p%3]
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				body := fmt.Sprintf("p%d-%d", p, i)
+				id, err := enqueue(node, "busy", body)
+				mu.Lock()
+				if err != nil { // a 503 in flight: stored or not, its id unknown
+					unknown[body] = true
+					mu.Unlock()
+					continue
+				}
+				if prev, dup := ids[id]; dup {
+					t.Errorf("id %d handed out to %s and to %s", id, prev, body)
+				}
+				ids[id] = body
+				mu.Unlock()
+			}
+		})
+	}
+	lifecycle := func(node *proc, method, path string, ok ...int) {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			r, err := do(method, node.api+path, "", nil)
+			if err == nil && !slices.Contains(ok, r.status) {
+				t.Errorf("%s %s: %d %s", method, path, r.status, r.body)
+			}
+		}
+	}
+	wg.Go(func() {
+		lifecycle(c.procs[1], http.MethodDelete, "/queues/busy", http.StatusNoContent, http.StatusNotFound)
+	})
+	wg.Go(func() {
+		lifecycle(c.procs[2], http.MethodPost, "/queues/busy/purge", http.StatusOK, http.StatusNotFound)
+	})
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			var v struct{ Messages []peeked }
+			status, err := getJSON(c.procs[0].api+"/queues/busy/messages?max=1000", &v)
+			if err != nil || status == http.StatusNotFound {
+				continue
+			}
+			for i := 1; i < len(v.Messages); i++ {
+				if v.Messages[i].ID <= v.Messages[i-1].ID {
+					t.Errorf("peek out of order: %d after %d", v.Messages[i].ID, v.Messages[i-1].ID)
+				}
+			}
+		}
+	})
+	time.Sleep(3 * time.Second) // the load's length, not an assertion
+	close(stop)
+	wg.Wait()
+	c.converged()
+	acked := map[string]bool{}
+	for _, b := range ids {
+		acked[b] = true
+	}
+	for _, body := range drain(t, c.procs[0], "busy") {
+		if !acked[body] && !unknown[body] {
+			t.Errorf("drained %q, never enqueued", body)
+		}
+	}
+	if len(ids) == 0 {
+		t.Fatal("no enqueue succeeded")
+	}
+	t.Logf("%d enqueues acknowledged", len(ids))
 	c.converged()
 }
