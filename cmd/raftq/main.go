@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -36,6 +37,8 @@ type config struct {
 	maxMessage     int64
 	requestTimeout time.Duration
 	maxWaiters     int
+	maxClientConns int
+	minFreeBytes   uint64
 	logLevel       string
 	pprofAddr      string
 }
@@ -56,6 +59,8 @@ func parseFlags(args []string) (config, error) {
 	fs.Uint64Var(&c.raft.SnapshotBytes, "snapshot-bytes", raftnode.DefaultSnapshotBytes, "bytes of applied entries that trigger a snapshot before --snapshot-count entries (0: count only)")
 	fs.Int64Var(&c.maxMessage, "max-message-bytes", httpapi.DefaultMaxMessageBytes, "largest message body accepted (413 above)")
 	fs.IntVar(&c.maxWaiters, "max-waiters", httpapi.DefaultMaxWaiters, "long polls waiting at once on this node; more answer 429 at once")
+	fs.IntVar(&c.maxClientConns, "max-client-conns", DefaultMaxClientConns, "open client API connections at once; more wait in the listen backlog until one closes")
+	fs.Uint64Var(&c.minFreeBytes, "min-free-bytes", DefaultMinFreeBytes, "raise the replicated disk space alarm (enqueues refused cluster-wide, 507) when the data dir's filesystem has less free; it clears at 1.25 times this (0: never raise, and clear this node's alarm)")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", httpapi.DefaultRequestTimeout, "deadline for each replicated operation (503 after)")
 	fs.DurationVar(&c.raft.TickInterval, "tick", raftnode.DefaultTickInterval, "raft tick (heartbeat interval)")
 	fs.IntVar(&c.raft.ElectionTicks, "election-ticks", raftnode.DefaultElectionTicks, "ticks without a leader before an election")
@@ -91,6 +96,9 @@ func (c config) validate() error {
 	}
 	if c.maxWaiters <= 0 {
 		return errors.New("--max-waiters must be positive")
+	}
+	if c.maxClientConns <= 0 {
+		return errors.New("--max-client-conns must be positive")
 	}
 	if c.requestTimeout <= 0 {
 		return errors.New("--request-timeout must be positive")
@@ -190,12 +198,17 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 	if c.pprofAddr != "" {
 		go servePprof(c.pprofAddr, lg)
 	}
-	go func() { serveErr <- serve(api, apiL, "api") }()
+	go func() { serveErr <- serve(api, newLimitListener(apiL, c.maxClientConns), "api") }()
 
 	nodeCtx, stopNode := context.WithCancel(context.Background())
 	nodeErr := make(chan error, 1)
 	go func() { nodeErr <- node.Run(nodeCtx) }()
 	go svc.tick(nodeCtx, tickEvery)
+	alarmDone := make(chan struct{})
+	go func() {
+		defer close(alarmDone)
+		newDiskAlarm(c, svc, lg.Named("alarm")).run(nodeCtx, alarmEvery)
+	}()
 	lg.Info("raftq serving", zap.Uint64("id", c.raft.ID), zap.String("api", c.apiAddr),
 		zap.String("peer", c.listenPeer), zap.String("data-dir", c.dataDir))
 
@@ -218,6 +231,7 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 			failure = err
 		}
 	}
+	<-alarmDone // its proposal, if any, ended with the node
 	shutdown(peer, time.Second)
 	return failure
 }
@@ -245,6 +259,60 @@ func (l *lazyListener) Close() error {
 		return nil
 	}
 	return l.Listener.Close()
+}
+
+// DefaultMaxClientConns is --max-client-conns. An open connection costs
+// a goroutine and its buffers, some 10-40 KiB, so 4096 hold at most about
+// 160 MiB, well inside a node's memory budget. A long poll holds its
+// connection while it waits: with HTTP/1.1, at most this many polls wait
+// at once whatever --max-waiters says.
+const DefaultMaxClientConns = 4096
+
+// limitListener accepts at most max connections open at once (as
+// golang.org/x/net/netutil's LimitListener): past them Accept waits for
+// one to close, and new connections wait in the kernel's listen backlog,
+// costing this process nothing.
+type limitListener struct {
+	net.Listener
+	slots     chan struct{} // one token per open connection
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
+}
+
+func newLimitListener(l net.Listener, max int) *limitListener {
+	return &limitListener{Listener: l, slots: make(chan struct{}, max), done: make(chan struct{})}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.slots <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.slots }}, nil
+}
+
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+// limitConn gives its slot back once, at its first Close.
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }
 
 // openNode opens the data dir and builds the node over it, then opens the
