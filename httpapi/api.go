@@ -20,9 +20,10 @@ var (
 	// ErrUnavailable: no quorum, no leader, or the deadline passed (503).
 	// For a write the outcome may be unknown; the message says which.
 	ErrUnavailable = errors.New("unavailable")
-	// ErrNotApplied, wrapped with ErrUnavailable: the write was never
-	// appended to the log, so it definitely did not happen and is safe to
-	// retry. A 503 without it leaves the outcome of a write unknown.
+	// ErrNotApplied, wrapped with ErrUnavailable or ErrOverloaded: the
+	// write was never appended to the log, so it definitely did not happen
+	// and is safe to retry. A 503 without it leaves the outcome of a write
+	// unknown.
 	ErrNotApplied = errors.New("not applied")
 	// ErrNotFound: no such member (404).
 	ErrNotFound = errors.New("not found")
@@ -41,6 +42,10 @@ var (
 	// *LimitError, or a raised disk alarm, in an *AlarmError, refused the
 	// write (507).
 	ErrStorageFull = errors.New("insufficient storage")
+	// ErrOverloaded: the node refuses new proposals for now (it is far
+	// behind applying, or the leader's log holds too much not yet
+	// committed): 429 with Retry-After: 1. Wrapped with ErrNotApplied.
+	ErrOverloaded = errors.New("overloaded")
 	// ErrQueueDeleted: the queue was deleted while a long poll waited on
 	// it; the poll answers 204 at once, as at shutdown.
 	ErrQueueDeleted = errors.New("queue deleted")

@@ -247,7 +247,7 @@ func statusFor(err error) int {
 		return http.StatusUnprocessableEntity
 	case errors.Is(err, ErrGatewayTimeout):
 		return http.StatusGatewayTimeout
-	case errors.Is(err, ErrTooManyWaiters), errors.Is(err, ErrQueueFull):
+	case errors.Is(err, ErrTooManyWaiters), errors.Is(err, ErrQueueFull), errors.Is(err, ErrOverloaded):
 		return http.StatusTooManyRequests
 	case errors.Is(err, ErrStorageFull):
 		return http.StatusInsufficientStorage
@@ -262,14 +262,15 @@ func (a *api) fail(w http.ResponseWriter, err error) {
 
 // failWrite answers a failed write. A 503 says in "outcome" whether the
 // write was "not_applied" (safe to retry) or is "unknown" (it may still
-// commit; a retry can duplicate it).
+// commit; a retry can duplicate it); a 429 of backpressure says
+// "not_applied".
 func (a *api) failWrite(w http.ResponseWriter, err error) {
 	outcome := ""
-	if statusFor(err) == http.StatusServiceUnavailable {
+	switch {
+	case errors.Is(err, ErrNotApplied):
+		outcome = "not_applied"
+	case statusFor(err) == http.StatusServiceUnavailable:
 		outcome = "unknown"
-		if errors.Is(err, ErrNotApplied) {
-			outcome = "not_applied"
-		}
 	}
 	a.failOutcome(w, err, outcome)
 }

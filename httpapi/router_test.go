@@ -322,10 +322,12 @@ func TestErrors(t *testing.T) {
 func TestWriteOutcome(t *testing.T) {
 	for _, c := range []struct {
 		err     error
+		status  int
 		outcome string
 	}{
-		{fmt.Errorf("%w: %w: no leader", ErrUnavailable, ErrNotApplied), "not_applied"},
-		{fmt.Errorf("%w: deadline", ErrUnavailable), "unknown"},
+		{fmt.Errorf("%w: %w: no leader", ErrUnavailable, ErrNotApplied), http.StatusServiceUnavailable, "not_applied"},
+		{fmt.Errorf("%w: deadline", ErrUnavailable), http.StatusServiceUnavailable, "unknown"},
+		{fmt.Errorf("%w: %w: backlog", ErrOverloaded, ErrNotApplied), http.StatusTooManyRequests, "not_applied"},
 	} {
 		q := &fakeQueue{
 			enqueue: func(context.Context, string, string, []byte) (uint64, LogPosition, error) {
@@ -341,7 +343,7 @@ func TestWriteOutcome(t *testing.T) {
 		} {
 			rec := serve(t, q, nil, req)
 			var body struct{ Error, Outcome string }
-			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != http.StatusServiceUnavailable {
+			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != c.status || rec.Header().Get("Retry-After") != "1" {
 				t.Fatalf("%s: status %d body %q", req.Method, rec.Code, rec.Body)
 			}
 			if body.Outcome != c.outcome {

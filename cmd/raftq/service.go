@@ -505,6 +505,9 @@ func apiErr(err error) error {
 // unavailable marks raft-level failures (no leader, deadline, stopping),
 // and says when a write definitely did not happen.
 func unavailable(err error) error {
+	if errors.Is(err, raftnode.ErrTooManyRequests) { // backpressure: refused before raft saw it
+		return fmt.Errorf("%w: %w: %w", httpapi.ErrOverloaded, httpapi.ErrNotApplied, err)
+	}
 	if errors.Is(err, raftnode.ErrNoLeader) {
 		return fmt.Errorf("%w: %w: %w", httpapi.ErrUnavailable, httpapi.ErrNotApplied, err)
 	}

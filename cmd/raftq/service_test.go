@@ -48,3 +48,12 @@ func TestAPIErrLimits(t *testing.T) {
 		t.Fatalf("no queue: %v", err)
 	}
 }
+
+// Backpressure (a proposal refused before raft saw it) is a 429 the
+// client may retry: not applied.
+func TestUnavailableBackpressure(t *testing.T) {
+	err := unavailable(fmt.Errorf("%w: 6000 committed entries not yet applied", raftnode.ErrTooManyRequests))
+	if !errors.Is(err, httpapi.ErrOverloaded) || !errors.Is(err, httpapi.ErrNotApplied) || errors.Is(err, httpapi.ErrUnavailable) {
+		t.Fatalf("got %v", err)
+	}
+}
