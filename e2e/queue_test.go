@@ -194,7 +194,7 @@ func TestBadInput(t *testing.T) {
 		{"long name", "GET", "/queues/" + strings.Repeat("n", 129), nil, 400},
 		{"over limit", "PUT", "/queues/big", bigBody(1<<20 + 1), 413},
 		{"over limit, no Content-Length", "PUT", "/queues/big", io.MultiReader(bigBody(1<<20 + 1)), 413},
-		{"wrong method", "DELETE", "/queues/q", nil, 405},
+		{"wrong method", "PATCH", "/queues/q", nil, 405},
 		{"unknown path", "GET", "/nothing/here", nil, 404},
 	}
 	for _, tc := range cases {
