@@ -49,7 +49,7 @@ func (s *service) Enqueue(ctx context.Context, queue, contentType string, body [
 		}
 	}
 	cost := queuefsm.MessageCost(contentType, len(body)) + queuefsm.KeyCost(opts.IdempotencyKey)
-	if err := s.admit(queue, opts.IdempotencyKey, 1, cost); err != nil {
+	if err := s.admit(ctx, queue, opts.IdempotencyKey, 1, cost); err != nil {
 		return httpapi.Enqueued{}, httpapi.LogPosition{}, err
 	}
 	a, err := s.propose(ctx, queuefsm.Command{Op: queuefsm.OpEnqueue, Queue: queue, ContentType: contentType,
@@ -77,7 +77,7 @@ func (s *service) EnqueueBatch(ctx context.Context, queue string, msgs []httpapi
 		items[i] = queuefsm.BatchItem{ContentType: m.ContentType, Body: m.Body}
 		cost += queuefsm.MessageCost(m.ContentType, len(m.Body))
 	}
-	if err := s.admit(queue, "", len(msgs), cost); err != nil {
+	if err := s.admit(ctx, queue, "", len(msgs), cost); err != nil {
 		return nil, httpapi.LogPosition{}, err
 	}
 	a, err := s.propose(ctx, queuefsm.Command{Op: queuefsm.OpBatch, Queue: queue, Items: items})
@@ -129,18 +129,31 @@ func (s *service) Release(ctx context.Context, queue string, id uint64, token st
 // admit is the cheap check before an enqueue or batch is proposed: a
 // write the state machine would refuse now is refused without costing a
 // log entry. A replay of a remembered key is never refused (it answers
-// 200). Apply decides again: this node may lag.
-func (s *service) admit(queue, key string, n int, bytes int64) error {
+// 200). A refusal is confirmed on state as fresh as a read barrier's, so
+// a lagging node never refuses what the cluster would take; Apply decides
+// again in any case.
+func (s *service) admit(ctx context.Context, queue, key string, n int, bytes int64) error {
 	if err := checkName(queue); err != nil {
 		return err
 	}
-	var err error
-	s.node.View(func() {
-		if key == "" || !s.fsm.Remembers(queue, key) {
-			err = s.fsm.Admit(queue, n, bytes)
-		}
-	})
-	if err != nil {
+	check := func() (err error) {
+		s.node.View(func() {
+			if key == "" || !s.fsm.Remembers(queue, key) {
+				err = s.fsm.Admit(queue, n, bytes)
+			}
+		})
+		return err
+	}
+	if check() == nil {
+		return nil
+	}
+	// This node may lag (a delete or a drain applied elsewhere): refuse
+	// only on state as fresh as a read barrier makes it, which costs no
+	// log entry.
+	if err := s.node.ReadBarrier(ctx); err != nil {
+		return nil // let the state machine decide
+	}
+	if err := check(); err != nil {
 		return apiErr(err)
 	}
 	return nil
