@@ -360,6 +360,7 @@ func (n *Node) startRaft() raft.Node {
 		MaxCommittedSizePerReady:  64 << 20,
 		MaxUncommittedEntriesSize: 64 << 20,
 		MaxInflightMsgs:           256,
+		MaxInflightBytes:          32 << 20, // in flight to one follower: bytes bound it, not only 256 × 1 MiB messages
 		CheckQuorum:               true,
 		PreVote:                   true,
 		ReadOnlyOption:            raft.ReadOnlySafe,
