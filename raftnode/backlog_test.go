@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,10 +37,11 @@ func (g *gatedSM) RestoreFrom(r io.Reader) error {
 	return err
 }
 
-// A node whose applying lags more than MaxApplyBacklog entries behind its
-// commit index refuses new proposals at once, with ErrTooManyRequests, and
-// takes them again once it has caught up.
-func TestProposeRefusedWhileApplyLags(t *testing.T) {
+// startGated starts a single node over a gatedSM, with cfg changed by
+// set, and waits until it leads. Cleanup lets every Apply through and
+// stops it.
+func startGated(t *testing.T, set func(*raftnode.Config)) (*raftnode.Node, *gatedSM, func()) {
+	t.Helper()
 	dir := t.TempDir()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -50,8 +53,10 @@ func TestProposeRefusedWhileApplyLags(t *testing.T) {
 		t.Fatal(err)
 	}
 	sm := &gatedSM{entered: make(chan struct{}, 1000), release: make(chan struct{})}
-	node, err := raftnode.New(raftnode.Config{ID: 1, Peers: urls, SnapshotCount: 100000,
-		TickInterval: 10 * time.Millisecond, ElectionTicks: 10, MaxApplyBacklog: 2, Logger: testLogger}, store, sm)
+	cfg := raftnode.Config{ID: 1, Peers: urls, SnapshotCount: 100000,
+		TickInterval: 10 * time.Millisecond, ElectionTicks: 10, Logger: testLogger}
+	set(&cfg)
+	node, err := raftnode.New(cfg, store, sm)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,11 +65,10 @@ func TestProposeRefusedWhileApplyLags(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- node.Run(ctx) }()
-	released := false
+	var once sync.Once
+	releaseAll := func() { once.Do(func() { close(sm.release) }) }
 	t.Cleanup(func() {
-		if !released {
-			close(sm.release)
-		}
+		releaseAll()
 		cancel()
 		<-done
 		srv.Close()
@@ -77,6 +81,15 @@ func TestProposeRefusedWhileApplyLags(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return node, sm, releaseAll
+}
+
+// A node whose applying lags more than MaxApplyBacklog entries behind its
+// commit index refuses new proposals at once, with ErrTooManyRequests, and
+// takes them again once it has caught up.
+func TestProposeRefusedWhileApplyLags(t *testing.T) {
+	node, sm, releaseAll := startGated(t, func(c *raftnode.Config) { c.MaxApplyBacklog = 2 })
+	deadline := time.Now().Add(30 * time.Second)
 
 	// Proposals pile up behind one whose Apply is held.
 	results := make(chan error, 11)
@@ -115,8 +128,7 @@ func TestProposeRefusedWhileApplyLags(t *testing.T) {
 			}
 		}
 	}
-	close(sm.release)
-	released = true
+	releaseAll()
 	for range 11 {
 		if err := <-results; err != nil {
 			t.Fatalf("a proposal taken before the backlog: %v", err)
@@ -134,5 +146,45 @@ func TestProposeRefusedWhileApplyLags(t *testing.T) {
 			t.Fatalf("propose after catching up: %v", err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A leader holding MaxUncommittedBytes of entries not yet committed (its
+// Ready loop is held in Apply, so nothing new is persisted or committed)
+// has raft drop new proposals: Propose refuses them with
+// ErrTooManyRequests at once instead of retrying until its deadline.
+func TestProposeRefusedAtUncommittedLimit(t *testing.T) {
+	node, sm, releaseAll := startGated(t, func(c *raftnode.Config) { c.MaxUncommittedBytes = 8 << 10 })
+	results := make(chan error, 100)
+	go func() {
+		pctx, pcancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer pcancel()
+		_, err := node.Propose(pctx, []byte("held"))
+		results <- err
+	}()
+	<-sm.entered
+	body := []byte(strings.Repeat("x", 2<<10))
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatal("a leader past its uncommitted limit never refused a proposal")
+		}
+		pctx, pcancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		start := time.Now()
+		_, err := node.Propose(pctx, body)
+		pcancel()
+		if errors.Is(err, raftnode.ErrTooManyRequests) {
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("the refusal took %v", took)
+			}
+			break
+		}
+		if !errors.Is(err, raftnode.ErrTimeout) {
+			t.Fatalf("propose while applying is held: %v; want ErrTimeout until ErrTooManyRequests", err)
+		}
+	}
+	releaseAll()
+	if err := <-results; err != nil {
+		t.Fatalf("the held proposal: %v", err)
 	}
 }

@@ -50,6 +50,11 @@ type Config struct {
 	// with ErrTooManyRequests instead of queueing them in memory. 0 means
 	// DefaultMaxApplyBacklog.
 	MaxApplyBacklog uint64
+	// MaxUncommittedBytes is raft's MaxUncommittedEntriesSize: a leader
+	// holding this many bytes of entries not yet committed drops new
+	// proposals, which Propose then refuses with ErrTooManyRequests. 0
+	// means DefaultMaxUncommittedBytes.
+	MaxUncommittedBytes uint64
 	// Logger receives structured logs; raft's own logs are adapted into it.
 	Logger *zap.Logger
 }
@@ -63,6 +68,8 @@ const (
 	DefaultClusterToken  = "raftq-cluster"
 	// DefaultMaxApplyBacklog is etcd's bound on commit − applied.
 	DefaultMaxApplyBacklog = 5000
+	// DefaultMaxUncommittedBytes bounds what a leader holds uncommitted.
+	DefaultMaxUncommittedBytes = 64 << 20
 )
 
 // Validate reports the first problem with c.
@@ -100,6 +107,14 @@ func (c Config) maxApplyBacklog() uint64 {
 		return DefaultMaxApplyBacklog
 	}
 	return c.MaxApplyBacklog
+}
+
+// maxUncommittedBytes is MaxUncommittedBytes, or its default.
+func (c Config) maxUncommittedBytes() uint64 {
+	if c.MaxUncommittedBytes == 0 {
+		return DefaultMaxUncommittedBytes
+	}
+	return c.MaxUncommittedBytes
 }
 
 // catchUpEntries is how many applied entries are kept in memory behind a

@@ -358,7 +358,7 @@ func (n *Node) startRaft() raft.Node {
 		Applied:                   n.applied.Load(),
 		MaxSizePerMsg:             1 << 20,
 		MaxCommittedSizePerReady:  64 << 20,
-		MaxUncommittedEntriesSize: 64 << 20,
+		MaxUncommittedEntriesSize: n.cfg.maxUncommittedBytes(),
 		MaxInflightMsgs:           256,
 		MaxInflightBytes:          32 << 20, // in flight to one follower: bytes bound it, not only 256 × 1 MiB messages
 		CheckQuorum:               true,
