@@ -14,14 +14,17 @@ import (
 
 // DefaultMinFreeBytes is --min-free-bytes: below it, a node raises its
 // disk space alarm. What a node still writes once the alarm is raised
-// must fit in what is left: the alarm's own entry and those on their way
-// as it commits, the WAL's next 64 MiB segment (preallocated whole when
-// the current one fills) and the next snapshot's state file, written
-// before the last one is removed, about as large as the state. 256 MiB
-// is a segment and a state of up to about 190 MiB; a cluster that keeps
-// more (the default cluster budget is 512 MiB) should set 64 MiB plus
-// the state it keeps, or run out of space at its next snapshot, stopping
-// (fail-stop: nothing acknowledged is lost, but the node is down).
+// (dequeues, acks and purges are log entries too) must fit in what is
+// left: the alarm's own entry and those on their way as it commits, the
+// WAL's next 64 MiB segment (preallocated whole when the current one
+// fills) and the next snapshot's state file, about as large as the state,
+// each written before an old one is removed (the store keeps 5 of each; a
+// young data dir that keeps fewer grows by one of each per snapshot).
+// 256 MiB is a segment and a state of up to about 190 MiB; a cluster that
+// keeps more (the default cluster budget is 512 MiB) should set 64 MiB
+// plus the state it keeps, or a node may run out of space at its next
+// snapshot and stop (fail-stop: nothing acknowledged is lost, but the
+// node is down until space is added).
 const DefaultMinFreeBytes = 256 << 20
 
 // clearNumerator / clearDenominator: an alarm raised below the threshold
@@ -122,7 +125,7 @@ func (a *diskAlarm) check(ctx context.Context) {
 	defer cancel()
 	if err := a.propose(pctx, queuefsm.Command{Op: queuefsm.OpAlarm, Node: a.id, Raise: want}); err != nil {
 		if ctx.Err() == nil {
-			a.fail(fmt.Sprintf("cannot %s this node's disk space alarm; trying again", map[bool]string{true: "raise", false: "clear"}[want]), err)
+			a.fail(fmt.Sprintf("cannot %s this node's disk space alarm; trying again", verb(want)), err)
 		}
 		return
 	}
@@ -134,6 +137,13 @@ func (a *diskAlarm) check(ctx context.Context) {
 		a.lg.Info("free space in the data dir is back: disk space alarm cleared",
 			zap.String("data-dir", a.dir), zap.Uint64("free-bytes", free), zap.Uint64("clear-at-bytes", a.min/clearDenominator*clearNumerator))
 	}
+}
+
+func verb(raise bool) string {
+	if raise {
+		return "raise"
+	}
+	return "clear"
 }
 
 // fail logs the first of a run of failures.
