@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/raftq/raftq/queuefsm"
+	"github.com/raftq/raftq/raftnode"
 )
 
 // DefaultMinFreeBytes is --min-free-bytes: below it, a node raises its
@@ -52,6 +53,9 @@ type diskAlarm struct {
 	// raised reports whether this node's alarm is raised in the state
 	// machine as this node has applied it.
 	raised func() bool
+	// orphans lists, on the leader only, the raised alarms of nodes that
+	// are no longer members: no one else would ever clear them.
+	orphans func() []uint64
 	// propose replicates an alarm command and returns once it is applied
 	// here, or fails (then the next check tries again).
 	propose func(ctx context.Context, c queuefsm.Command) error
@@ -70,11 +74,35 @@ func newDiskAlarm(c config, svc *service, lg *zap.Logger) *diskAlarm {
 			svc.node.View(func() { r = slices.Contains(svc.fsm.Alarms(), id) })
 			return r
 		},
+		orphans: func() []uint64 { return orphanAlarms(svc) },
 		propose: func(ctx context.Context, cmd queuefsm.Command) error {
 			_, err := svc.propose(ctx, cmd)
 			return err
 		},
 	}
+}
+
+// orphanAlarms lists, when svc's node leads, the raised alarms of nodes
+// that are not members. The alarms are read before the members: a member
+// removed in between is rightly counted out, and one added in between,
+// whose alarm could not be seen yet, is among the members.
+func orphanAlarms(svc *service) []uint64 {
+	if svc.node.Status().Leader != svc.node.ID() {
+		return nil
+	}
+	var alarms []uint64
+	svc.node.View(func() { alarms = svc.fsm.Alarms() })
+	if len(alarms) == 0 {
+		return nil
+	}
+	members := svc.node.Status().Members
+	var out []uint64
+	for _, id := range alarms {
+		if len(members) > 0 && !slices.ContainsFunc(members, func(m raftnode.Member) bool { return m.ID == id }) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // freeBytes is the space the data dir's filesystem has left for an
@@ -105,7 +133,24 @@ func wantRaised(free, min uint64, raised bool) bool {
 
 // run checks every interval until ctx ends.
 func (a *diskAlarm) run(ctx context.Context, interval time.Duration) {
-	every(ctx, interval, func() { a.check(ctx) })
+	every(ctx, interval, func() {
+		a.check(ctx)
+		a.clearOrphans(ctx)
+	})
+}
+
+// clearOrphans clears the alarms of nodes removed from the cluster (ids
+// are never reused, so such an alarm would refuse enqueues for ever).
+func (a *diskAlarm) clearOrphans(ctx context.Context) {
+	for _, id := range a.orphans() {
+		pctx, cancel := context.WithTimeout(ctx, a.timeout)
+		err := a.propose(pctx, queuefsm.Command{Op: queuefsm.OpAlarm, Node: id, Raise: false})
+		cancel()
+		if err != nil {
+			return // the next round tries again
+		}
+		a.lg.Info("cleared the disk space alarm of a node that is no longer a member", zap.Uint64("node", id))
+	}
 }
 
 // check raises or clears the alarm once if free space says so.

@@ -48,8 +48,9 @@ type fakeDisk struct {
 
 func (f *fakeDisk) alarm(min uint64) *diskAlarm {
 	return &diskAlarm{id: 3, dir: "/data", min: min, timeout: time.Second, lg: zap.NewNop(),
-		free:   func(string) (uint64, error) { return f.free, f.statErr },
-		raised: func() bool { return f.raised },
+		free:    func(string) (uint64, error) { return f.free, f.statErr },
+		raised:  func() bool { return f.raised },
+		orphans: func() []uint64 { return nil },
 		propose: func(_ context.Context, c queuefsm.Command) error {
 			f.proposed = append(f.proposed, c)
 			if err := f.fail; err != nil {
@@ -204,5 +205,44 @@ func TestLimitListenerCapsOpenConns(t *testing.T) {
 	}
 	for _, c := range open {
 		c.Close()
+	}
+}
+
+// The leader clears the alarms of nodes no longer members; a failed
+// clear is tried again at the next round.
+func TestDiskAlarmClearsRemovedNodesAlarms(t *testing.T) {
+	f := &fakeDisk{free: 5000}
+	a := f.alarm(1000)
+	orphans := map[uint64]bool{4: true, 7: true}
+	a.orphans = func() (out []uint64) {
+		for _, id := range []uint64{4, 7} {
+			if orphans[id] {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	a.propose = func(_ context.Context, c queuefsm.Command) error {
+		f.proposed = append(f.proposed, c)
+		if c.Node == 7 && f.fail != nil {
+			f.fail = nil
+			return errors.New("no leader")
+		}
+		delete(orphans, c.Node)
+		return nil
+	}
+	f.fail = errors.New("once")
+	for range 3 {
+		a.clearOrphans(context.Background())
+	}
+	var got []uint64
+	for _, c := range f.proposed {
+		if c.Op != queuefsm.OpAlarm || c.Raise {
+			t.Fatalf("proposed %+v", c)
+		}
+		got = append(got, c.Node)
+	}
+	if len(orphans) != 0 || len(got) != 3 || got[0] != 4 || got[1] != 7 || got[2] != 7 {
+		t.Fatalf("proposed clears of %v, left %v; want 4, 7 (failed), 7", got, orphans)
 	}
 }
