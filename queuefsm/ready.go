@@ -13,3 +13,23 @@ func (f *FSM) Ready(queue string) int {
 	}
 	return q.msgs.len() - q.leasedN - q.delayedN + len(q.dueMsgs(f.now))
 }
+
+// NextDeadline is the earliest time (on the state machine's clock) at
+// which something is due: a lease's or a delay's end, or an idempotency
+// key leaving the dedupe window (keys are counted against the limits
+// until they are forgotten). ok is false when nothing waits on the
+// clock. A timer made stale by an ack or an extend may make it early,
+// never late.
+func (f *FSM) NextDeadline() (at int64, ok bool) {
+	for _, q := range f.queues {
+		if len(q.timers) > 0 && (!ok || q.timers[0].at < at) {
+			at, ok = q.timers[0].at, true
+		}
+		if len(q.keyOrder) > 0 {
+			if k := q.keyOrder[0].at + DedupeWindow; !ok || k < at {
+				at, ok = k, true
+			}
+		}
+	}
+	return at, ok
+}

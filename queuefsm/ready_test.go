@@ -56,3 +56,20 @@ func TestRestoreRefusesUnknownState(t *testing.T) {
 		t.Fatal("a message in state 7 was restored")
 	}
 }
+
+// NextDeadline names the earliest lease, delay or key expiry; nothing
+// pending, nothing due.
+func TestNextDeadline(t *testing.T) {
+	f := New()
+	if _, ok := f.NextDeadline(); ok {
+		t.Fatal("a deadline in an empty state machine")
+	}
+	f.Apply(1, Command{Op: OpEnqueue, Time: 1000, Queue: "q", Body: []byte("a"), IdempotencyKey: "k"}.Encode())
+	if at, ok := f.NextDeadline(); !ok || at != 1000+DedupeWindow {
+		t.Fatalf("key expiry: %d %v", at, ok)
+	}
+	f.Apply(2, Command{Op: OpLease, Time: 1000, Queue: "q", TTL: 5000}.Encode())
+	if at, ok := f.NextDeadline(); !ok || at != 6000 {
+		t.Fatalf("lease expiry: %d %v", at, ok)
+	}
+}

@@ -309,6 +309,15 @@ type limitConn struct {
 	release func()
 }
 
+// CloseWrite passes through, so that net/http can half-close a
+// connection (after a refused body) instead of resetting it.
+func (c *limitConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 func (c *limitConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)

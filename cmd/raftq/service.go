@@ -232,7 +232,7 @@ func (s *service) Peek(ctx context.Context, queue string, max int) ([]httpapi.Pe
 	var now int64
 	err := s.read(ctx, queue, func() (err error) {
 		ms, err = s.fsm.Peek(queue, max)
-		now = s.fsm.Now()
+		now = s.fsm.estimatedNow()
 		return err
 	})
 	out := make([]httpapi.PeekedMessage, len(ms))
@@ -244,7 +244,11 @@ func (s *service) Peek(ctx context.Context, queue string, max int) ([]httpapi.Pe
 
 func (s *service) Stats(ctx context.Context, queue string) (httpapi.QueueStats, error) {
 	var st queuefsm.QueueStats
-	if err := s.read(ctx, queue, func() (err error) { st, err = s.fsm.Stats(queue); return err }); err != nil {
+	if err := s.read(ctx, queue, func() (err error) {
+		st, err = s.fsm.Stats(queue)
+		st.Now = s.fsm.estimatedNow() // the clock stands still between entries
+		return err
+	}); err != nil {
 		return httpapi.QueueStats{}, err
 	}
 	out := httpapi.QueueStats{Queue: queue, Depth: st.Depth, Leased: st.Leased, Delayed: st.Delayed, Bytes: st.Bytes, Keys: st.Keys,
@@ -344,16 +348,22 @@ func (s *service) Queues(ctx context.Context) ([]httpapi.QueueInfo, error) {
 	return out, nil
 }
 
-// tick keeps the state machine's clock moving while leases or delays are
-// pending: the leader proposes a tick every interval, so leases expire and
-// delayed messages become ready without client traffic.
+// tick moves the state machine's clock when something is due: the leader
+// proposes a tick, at most every interval, once the clock would have
+// passed the earliest lease or delay end or idempotency key expiry, so
+// leases expire, delayed messages become ready and forgotten keys stop
+// counting against the limits without client traffic. A cluster with
+// nothing due writes nothing.
 func (s *service) tick(ctx context.Context, interval time.Duration) {
 	every(ctx, interval, func() {
 		if s.node.Status().Leader != s.node.ID() {
 			return
 		}
 		pending := false
-		s.node.View(func() { pending = s.fsm.HasTimers() })
+		s.node.View(func() {
+			at, ok := s.fsm.NextDeadline()
+			pending = ok && at <= s.fsm.estimatedNow()
+		})
 		if pending {
 			pctx, cancel := context.WithTimeout(ctx, interval*4)
 			s.propose(pctx, queuefsm.Command{Op: queuefsm.OpTick})

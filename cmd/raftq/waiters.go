@@ -5,6 +5,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/raftq/raftq/httpapi"
 	"github.com/raftq/raftq/queuefsm"
@@ -24,6 +25,11 @@ import (
 // then mu.
 type notifyingFSM struct {
 	*queuefsm.FSM
+	// clockAt is when (on this node's monotonic clock) the state machine's
+	// clock last read clockNow; see estimatedNow. Guarded by the node's
+	// lock, as the state machine is.
+	clockNow int64
+	clockAt  time.Time
 
 	mu      sync.Mutex
 	queues  map[string]*queueWaiters // only queues with waiters or turns out
@@ -54,6 +60,7 @@ func newNotifyingFSM() *notifyingFSM {
 
 func (f *notifyingFSM) Apply(index uint64, cmd []byte) any {
 	res := f.FSM.Apply(index, cmd)
+	f.noteClock()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.queues) == 0 { // nobody waits: skip reading the queue name again
@@ -78,10 +85,29 @@ func (f *notifyingFSM) Apply(index uint64, cmd []byte) any {
 // RestoreFrom replaces the state: any queue may have messages now.
 func (f *notifyingFSM) RestoreFrom(r io.Reader) error {
 	err := f.FSM.RestoreFrom(r)
+	f.noteClock()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.grantAll()
 	return err
+}
+
+func (f *notifyingFSM) noteClock() {
+	if now := f.FSM.Now(); now != f.clockNow || f.clockAt.IsZero() {
+		f.clockNow, f.clockAt = now, time.Now()
+	}
+}
+
+// estimatedNow is where the state machine's clock would stand if an entry
+// were applied now: it runs at the pace of real time while entries carry
+// it, and nothing moves it between entries. For the tick proposer (is
+// anything due?) and for ages shown to clients. Call it under the node's
+// lock.
+func (f *notifyingFSM) estimatedNow() int64 {
+	if f.clockAt.IsZero() {
+		return f.FSM.Now()
+	}
+	return f.clockNow + time.Since(f.clockAt).Milliseconds()
 }
 
 // grant gives turns to waiters of queue, oldest first, while it has ready
