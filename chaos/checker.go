@@ -22,6 +22,7 @@ type Report struct {
 	Duplicates         int            `json:"duplicates"`         // delivered more than once, unexplained
 	Redeliveries       int            `json:"redeliveries"`       // leases redelivered after expiry or release
 	ClientErrors       int            `json:"client_errors"`      // statuses a correct server never sends here
+	Refused            int            `json:"refused"`            // enqueues refused by a limit (429/507): failed, not lost
 	Linearizable       string         `json:"linearizable"`       // "yes", "no" or "timeout"
 	Problems           []string       `json:"problems,omitempty"` // one line per violation
 	linearizationInfo  porcupine.LinearizationInfo
@@ -49,6 +50,9 @@ func Check(all []Op, timeout time.Duration) *Report {
 	r := &Report{Ops: len(all), Counts: map[string]int{}}
 	var ops, leaseOps []Op
 	for _, op := range all {
+		if op.Kind == "enqueue" && op.Outcome == Fail && op.Limit != "" {
+			r.Refused++
+		}
 		if op.Queue == LeaseQueue {
 			leaseOps = append(leaseOps, op)
 			r.Counts[op.Kind+"/"+string(op.Outcome)]++

@@ -138,3 +138,18 @@ func TestCheckLeases(t *testing.T) {
 		}
 	}
 }
+
+// An enqueue refused by a limit did not happen: the FIFO goes on without
+// it, it is counted as refused, not lost; delivering it is a violation.
+func TestRefusedEnqueue(t *testing.T) {
+	ops := build(enq("a"), enq("b"), deq("a"), enq("c"), deq("c"), deq(""))
+	ops[1].Outcome, ops[1].Limit, ops[1].Detail = Fail, "max_messages", "queue full"
+	r := Check(ops, time.Minute)
+	if !r.OK() || r.Refused != 1 || r.Lost != 0 || r.Linearizable != "yes" {
+		t.Fatalf("refused enqueue: %+v", r)
+	}
+	ops[4].Value = "b" // the refused message comes out instead of c
+	if r := Check(ops, time.Minute); r.OK() || r.DeliveredFailed != 1 {
+		t.Fatalf("a refused message delivered passed: %+v", r)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,6 +24,11 @@ type Scenario struct {
 	Quiet    time.Duration // healthy time between faults; default 1s
 	Nodes    int           // default 3
 	Workload Workload
+	// QueueLimit, if set, is the max_messages of every pop queue, set
+	// before the traffic: enqueues past it are refused (429, recorded as
+	// failed, never as lost), and after the faults, before the drain,
+	// every node must show no pop queue holding more.
+	QueueLimit int
 }
 
 // RunConfig is what a run needs besides the scenario.
@@ -81,6 +87,11 @@ func Run(ctx context.Context, s Scenario, cfg RunConfig) (*Result, error) {
 	}
 	defer c.Close()
 
+	if s.QueueLimit > 0 {
+		if err := setQueueLimit(ctx, c, popQueues(s), s.QueueLimit, lg); err != nil {
+			return nil, err
+		}
+	}
 	h := NewHistory()
 	if err := play(ctx, s, cfg, c, h, res.Stats, lg); err != nil {
 		return nil, err
@@ -150,8 +161,10 @@ func settle(ctx context.Context, s Scenario, c *Cluster, h *History, lg *zap.Log
 		problems = append(problems, "before drain: "+err.Error())
 	}
 	healed := time.Since(start)
-	queues := max(s.Workload.Queues, 3)
-	if err := Drain(ctx, c, h, queues, drainTimeout); err != nil {
+	if s.QueueLimit > 0 {
+		problems = append(problems, checkQueueLimit(ctx, c, popQueues(s), s.QueueLimit, lg)...)
+	}
+	if err := Drain(ctx, c, h, popQueues(s), drainTimeout); err != nil {
 		problems = append(problems, err.Error())
 	}
 	drained := time.Since(start)
@@ -171,6 +184,60 @@ func settle(ctx context.Context, s Scenario, c *Cluster, h *History, lg *zap.Log
 		problems = append(problems, "after drain: "+err.Error())
 	}
 	lg.Info("settled", zap.Duration("healed", healed), zap.Duration("drained", drained), zap.Duration("total", time.Since(start)))
+	return problems
+}
+
+// popQueues is how many pop queues the scenario's workload uses.
+func popQueues(s Scenario) int { return max(s.Workload.Queues, 3) }
+
+// setQueueLimit sets max_messages on the first n pop queues through any
+// node, asking again after a failed answer (the limit is a replicated
+// write: once one node answered 200 it holds for every later write).
+func setQueueLimit(ctx context.Context, c *Cluster, n, limit int, lg *zap.Logger) error {
+	hc := &http.Client{Timeout: c.cfg.RequestTimeout + 2*time.Second}
+	body := fmt.Sprintf(`{"max_messages":%d}`, limit)
+	for i := range n {
+		q := queueName(i)
+		deadline := time.Now().Add(leaderTimeout)
+		for k := 0; ; k++ {
+			members := c.Members()
+			id := members[k%len(members)].ID
+			resp, b, _, err := do(hc, http.MethodPut, c.Node(id).API+"/queues/"+q+"/config", []byte(body))
+			if err == nil && resp.StatusCode == http.StatusOK {
+				lg.Info("queue limit set", zap.String("queue", q), zap.Int("max_messages", limit), zap.Uint64("node", id))
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				if err == nil {
+					err = fmt.Errorf("%s: %s", resp.Status, b)
+				}
+				return fmt.Errorf("chaos: set max_messages of %s: %v", q, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// checkQueueLimit reads every member's queues (after convergence, before
+// the drain) and reports a pop queue holding more than limit messages
+// (ready, leased or delayed).
+func checkQueueLimit(ctx context.Context, c *Cluster, n, limit int, lg *zap.Logger) []string {
+	var problems []string
+	for _, m := range c.Members() {
+		depths, err := finalDepths(ctx, c, m.ID)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("read of the queue limit on node %d: %v", m.ID, err))
+			continue
+		}
+		for i := range n {
+			q := queueName(i)
+			if depths[q] > limit {
+				problems = append(problems, fmt.Sprintf("node %d holds %d messages in %s, past its max_messages %d", m.ID, depths[q], q, limit))
+			}
+		}
+		lg.Info("queue depths at the limit", zap.Uint64("node", m.ID), zap.Any("depths", depths), zap.Int("max_messages", limit))
+	}
 	return problems
 }
 

@@ -43,6 +43,10 @@ type Op struct {
 	Deliveries uint64 `json:"deliveries,omitempty"`
 	Token      string `json:"token,omitempty"`
 	Detail     string `json:"detail,omitempty"`
+	// Limit names what refused a write (429 or 507 naming max_messages,
+	// max_bytes or max_queues, or "alarm" for a disk alarm); its outcome
+	// is Fail: nothing of it was stored, on any replica.
+	Limit string `json:"limit,omitempty"`
 }
 
 // History records operations from many goroutines.
@@ -242,6 +246,7 @@ func (cl *client) enqueue(q, value string) Op {
 	op.Return = cl.h.Since()
 	op.Outcome, op.Detail = classify(resp, body, written, err, http.StatusCreated)
 	op.Index = raftIndex(resp)
+	op.Limit = refusedBy(resp, body)
 	cl.h.add(op)
 	return op
 }
@@ -297,8 +302,9 @@ func do(hc *http.Client, method, url string, body []byte) (resp *http.Response, 
 }
 
 // classify turns an HTTP exchange into an outcome. A request that no
-// server ever read (refused or failed before it was written) and a 503
-// saying "not_applied" definitely failed; a timeout, a broken connection
+// server ever read (refused or failed before it was written), a 503 or a
+// 429 saying "not_applied", and a 429 or 507 naming the limit or the disk
+// alarm that refused it definitely failed; a timeout, a broken connection
 // or any other 503 is unknown. Any other status is a failure the checker
 // reports.
 func classify(resp *http.Response, body []byte, written bool, err error, okStatus ...int) (Outcome, string) {
@@ -313,15 +319,50 @@ func classify(resp *http.Response, body []byte, written bool, err error, okStatu
 			return OK, ""
 		}
 	}
-	if resp.StatusCode == http.StatusServiceUnavailable {
-		var e struct{ Error, Outcome string }
-		json.Unmarshal(body, &e)
+	var e errorAnswer
+	json.Unmarshal(body, &e)
+	switch resp.StatusCode {
+	case http.StatusServiceUnavailable:
 		if e.Outcome == "not_applied" {
 			return Fail, e.Error
 		}
 		return Unknown, e.Error
+	case http.StatusTooManyRequests, http.StatusInsufficientStorage:
+		// Refused before the log (backpressure, "not_applied"), or by a
+		// limit or a disk alarm, which every replica decides alike at the
+		// same index: nothing was stored. Any other 429 or 507 is not
+		// an answer a write gets here.
+		if e.Outcome == "not_applied" || e.Limit != "" || len(e.Alarms) > 0 {
+			return Fail, e.Error
+		}
 	}
 	return Fail, fmt.Sprintf("unexpected status %d: %s", resp.StatusCode, body)
+}
+
+// errorAnswer is the JSON of raftq's error answers, as far as the
+// workload reads it.
+type errorAnswer struct {
+	Error   string   `json:"error"`
+	Outcome string   `json:"outcome"`
+	Limit   string   `json:"limit"`
+	Alarms  []uint64 `json:"alarms"`
+}
+
+// refusedBy names the limit that refused a write ("alarm" for a disk
+// alarm), or "" if none did.
+func refusedBy(resp *http.Response, body []byte) string {
+	if resp == nil || (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusInsufficientStorage) {
+		return ""
+	}
+	var e errorAnswer
+	json.Unmarshal(body, &e)
+	switch {
+	case e.Limit != "":
+		return e.Limit
+	case len(e.Alarms) > 0:
+		return "alarm"
+	}
+	return ""
 }
 
 func isTimeout(err error) bool {

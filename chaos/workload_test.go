@@ -45,3 +45,33 @@ func TestRetriedPopIsUnknown(t *testing.T) {
 		t.Fatalf("refused request: outcome %s, want fail", out)
 	}
 }
+
+// A write refused by a limit, a disk alarm or backpressure definitely
+// failed; any other 429 or 507 is an answer the checker reports.
+func TestRefusalsFail(t *testing.T) {
+	for _, c := range []struct {
+		status int
+		body   string
+		want   Outcome
+		limit  string
+		flag   bool // reported as an unexpected status
+	}{
+		{429, `{"error":"queue full: queue q0 max_messages is 20, 20 in use, 1 more asked","limit":"max_messages","queue":"q0","value":20,"usage":20,"request":1}`, Fail, "max_messages", false},
+		{507, `{"error":"storage full: cluster max_bytes is 1000, 990 in use, 100 more asked","limit":"max_bytes","value":1000,"usage":990,"request":100}`, Fail, "max_bytes", false},
+		{507, `{"error":"storage full: disk space alarm raised by nodes [2]","alarms":[2]}`, Fail, "alarm", false},
+		{429, `{"error":"overloaded","outcome":"not_applied"}`, Fail, "", false},
+		{429, `{"error":"too many waiters"}`, Fail, "", true},
+		{507, `{"error":"?"}`, Fail, "", true},
+	} {
+		resp := &http.Response{StatusCode: c.status}
+		out, detail := classify(resp, []byte(c.body), true, nil, http.StatusCreated)
+		if out != c.want || refusedBy(resp, []byte(c.body)) != c.limit {
+			t.Errorf("%d %s: outcome %s, limit %q; want %s, %q", c.status, c.body, out, refusedBy(resp, []byte(c.body)), c.want, c.limit)
+		}
+		r := &Report{}
+		r.clientError(Op{Kind: "enqueue", Outcome: out, Detail: detail})
+		if (r.ClientErrors > 0) != c.flag {
+			t.Errorf("%d %s: reported as unexpected: %v, want %v", c.status, c.body, r.ClientErrors > 0, c.flag)
+		}
+	}
+}
