@@ -72,6 +72,9 @@ func runScenario(t *testing.T, s Scenario) *Result {
 	r := res.Report
 	t.Logf("%s: %d ops %v; lost %d, unexpected %d, duplicates %d, redeliveries %d, refused %d, linearizable %s; faults %v; failovers %v",
 		s.Name, r.Ops, r.Counts, r.Lost, r.Unexpected, r.Duplicates, r.Redeliveries, r.Refused, r.Linearizable, res.Stats.Faults, res.Failovers)
+	if r.Linearizable == "timeout" {
+		t.Logf("WARNING: scenario %s: the linearizability check ran out of time (inconclusive on this machine); replay with -chaos.seed %d", s.Name, seed)
+	}
 	if !res.OK() {
 		for _, p := range res.Problems {
 			t.Error(p)

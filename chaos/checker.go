@@ -245,8 +245,12 @@ func (r *Report) checkLinearizable(ops []Op, timeout time.Duration) {
 		r.Linearizable = "no"
 		r.problem("history is not linearizable as a FIFO queue (see linearizability.html)")
 	default:
+		// Inconclusive, not a violation: porcupine's search can take
+		// longer than its budget on a loaded machine when pops of unknown
+		// outcome must explain a missing message. Lost, unexpected and
+		// duplicated messages and divergence are still checked; a slow
+		// answer is never a fault.
 		r.Linearizable = "timeout"
-		r.problem("linearizability check timed out after %v", timeout)
 	}
 }
 
