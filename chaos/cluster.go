@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -125,13 +126,33 @@ func BuildBinary(ctx context.Context, moduleRoot, dir string) (string, error) {
 }
 
 func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	portMu.Lock()
+	defer portMu.Unlock()
+	for range 10000 {
+		port := 10000 + rand.IntN(10000)
+		if portsGiven[port] {
+			continue
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue // in use
+		}
+		l.Close()
+		portsGiven[port] = true
+		return addr, nil
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return "", errors.New("chaos: no free port in 10000-19999")
 }
+
+// Ports are drawn from 10000-19999, below the kernel's ephemeral range
+// (32768 and up) and apart from the e2e tests' 20000-31999, so that no
+// other test process and no outgoing connection takes one between now
+// and the node's start; none is handed out twice in this process.
+var (
+	portMu     sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // newNode picks node id's ports, data dir and log, and starts its proxy.
 func (c *Cluster) newNode(id uint64) (*Node, error) {
