@@ -67,53 +67,10 @@ func fill(t *testing.T, path string, n int64) {
 	}
 }
 
-// startClusterOn is startCluster with node i's data dir in dirs[i] where
-// given.
-func startClusterOn(t *testing.T, n int, dirs map[int]string, flags ...string) *cluster {
-	c := &cluster{t: t, flags: flags}
-	var peers []string
-	for i := 1; i <= n; i++ {
-		peers = append(peers, "http://"+freePort(t))
-		dataDir := filepath.Join(t.TempDir(), "data")
-		if d, ok := dirs[i-1]; ok {
-			dataDir = filepath.Join(d, "data")
-		}
-		c.procs = append(c.procs, &proc{id: i, api: "http://" + freePort(t), peer: peers[i-1],
-			dataDir: dataDir, logPath: filepath.Join(t.TempDir(), "log")})
-	}
-	c.peers = strings.Join(peers, ",")
-	t.Cleanup(func() {
-		for _, p := range c.procs {
-			if p.running() {
-				p.cmd.Process.Kill()
-				<-p.exited
-			}
-		}
-		if t.Failed() {
-			for _, p := range c.procs {
-				b, _ := os.ReadFile(p.logPath)
-				t.Logf("---- log of node %d (last 4KB) ----\n%s", p.id, tail(b, 4096))
-			}
-		}
-	})
-	for i := range c.procs {
-		c.start(i)
-	}
-	c.leader()
-	return c
-}
-
 // refusedForSpace reports whether r is the disk alarm's refusal: 507
-// naming the alarm (a 500 saying "no space" from an API that does not map
-// it yet counts too).
+// naming the alarm.
 func refusedForSpace(r response) bool {
-	switch r.status {
-	case http.StatusInsufficientStorage:
-		return strings.Contains(string(r.body), `"alarms":[`)
-	case http.StatusInternalServerError:
-		return strings.Contains(string(r.body), "no space")
-	}
-	return false
+	return r.status == http.StatusInsufficientStorage && strings.Contains(string(r.body), `"alarms":[`)
 }
 
 func alarmsOf(t *testing.T, p *proc) ([]uint64, bool) {

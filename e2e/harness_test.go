@@ -92,14 +92,22 @@ type cluster struct {
 
 // startCluster starts n nodes with extra flags and waits for a leader.
 func startCluster(t *testing.T, n int, flags ...string) *cluster {
+	return startClusterOn(t, n, nil, flags...)
+}
+
+// startClusterOn is startCluster with node i's data dir in dirs[i] where
+// given.
+func startClusterOn(t *testing.T, n int, dirs map[int]string, flags ...string) *cluster {
 	c := &cluster{t: t, flags: flags}
 	var peers []string
 	for i := 1; i <= n; i++ {
 		peers = append(peers, "http://"+freePort(t))
-		c.procs = append(c.procs, &proc{
-			id: i, api: "http://" + freePort(t), peer: peers[i-1],
-			dataDir: filepath.Join(t.TempDir(), "data"), logPath: filepath.Join(t.TempDir(), "log"),
-		})
+		dataDir := filepath.Join(t.TempDir(), "data")
+		if d, ok := dirs[i-1]; ok {
+			dataDir = filepath.Join(d, "data")
+		}
+		c.procs = append(c.procs, &proc{id: i, api: "http://" + freePort(t), peer: peers[i-1],
+			dataDir: dataDir, logPath: filepath.Join(t.TempDir(), "log")})
 	}
 	c.peers = strings.Join(peers, ",")
 	t.Cleanup(func() {
