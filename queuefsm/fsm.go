@@ -218,17 +218,6 @@ func (f *FSM) DeadLetterQueue(queue string) string {
 	return ""
 }
 
-// HasTimers reports whether a lease or a delay is pending, i.e. whether
-// the clock must keep moving for the state to progress.
-func (f *FSM) HasTimers() bool {
-	for _, q := range f.queues {
-		if q.leasedN > 0 || q.delayedN > 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // Apply executes one encoded command and returns one of the result types
 // above, or an error wrapping ErrBadCommand, ErrInvalidName,
 // ErrInvalidArg, ErrNoMessage, ErrLeaseLost, ErrKeyReused, ErrNoQueue,

@@ -204,7 +204,7 @@ func TestIdempotentEnqueue(t *testing.T) {
 func TestDelayedEnqueueAndClock(t *testing.T) {
 	c := newClock(t)
 	c.at(10000, Command{Op: OpEnqueue, Queue: "q", Delay: 30000, Body: []byte("later")})
-	if !c.f.HasTimers() || c.info("q").Delayed != 1 {
+	if at, ok := c.f.NextDeadline(); !ok || at != 40000 || c.info("q").Delayed != 1 {
 		t.Fatalf("delayed message not pending: %+v", c.info("q"))
 	}
 	if r := c.lease(20000, "q", 1000); r.Found {
