@@ -128,7 +128,12 @@ func TestProposeRefusedWhileApplyLags(t *testing.T) {
 			}
 		}
 	}
+	// A control proposal is not refused: it waits its turn.
+	control := proposeControl(node)
 	releaseAll()
+	if err := <-control; err != nil {
+		t.Fatalf("a control proposal during the backlog: %v", err)
+	}
 	for range 11 {
 		if err := <-results; err != nil {
 			t.Fatalf("a proposal taken before the backlog: %v", err)
@@ -183,8 +188,24 @@ func TestProposeRefusedAtUncommittedLimit(t *testing.T) {
 			t.Fatalf("propose while applying is held: %v; want ErrTimeout until ErrTooManyRequests", err)
 		}
 	}
+	control := proposeControl(node)
 	releaseAll()
+	if err := <-control; err != nil {
+		t.Fatalf("a control proposal at the uncommitted limit: %v", err)
+	}
 	if err := <-results; err != nil {
 		t.Fatalf("the held proposal: %v", err)
 	}
+}
+
+// proposeControl proposes a control command and reports its result.
+func proposeControl(node *raftnode.Node) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		pctx, pcancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer pcancel()
+		_, err := node.ProposeControl(pctx, []byte("control"))
+		done <- err
+	}()
+	return done
 }

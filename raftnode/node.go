@@ -387,7 +387,17 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (Applied, error) {
 	if err := n.checkBacklog(); err != nil {
 		return Applied{}, err
 	}
-	return n.proposeAs(ctx, n.ids.Next(), cmd)
+	return n.proposeAs(ctx, n.ids.Next(), cmd, true)
+}
+
+// ProposeControl is Propose for the few commands that keep the cluster
+// operable under load (its clock's ticks, disk alarms, an operator's
+// limits): backpressure does not refuse them, and a drop for the leader's
+// uncommitted-size limit is retried until ctx ends, as raft makes room.
+// They are small and rare (one per node per interval at most), so they
+// cannot grow the backlog that refuses everything else.
+func (n *Node) ProposeControl(ctx context.Context, cmd []byte) (Applied, error) {
+	return n.proposeAs(ctx, n.ids.Next(), cmd, false)
 }
 
 // checkBacklog refuses a proposal while this node is more than
@@ -402,15 +412,16 @@ func (n *Node) checkBacklog() error {
 }
 
 // proposeAs proposes cmd under request id (a state-machine id from n.ids,
-// or an internal one) and waits for it to be applied here.
-func (n *Node) proposeAs(ctx context.Context, id uint64, cmd []byte) (Applied, error) {
+// or an internal one) and waits for it to be applied here. With
+// refuseFull, a drop for the uncommitted-size limit is refused at once.
+func (n *Node) proposeAs(ctx context.Context, id uint64, cmd []byte, refuseFull bool) (Applied, error) {
 	if err := n.waitStarted(ctx); err != nil {
 		return Applied{}, err
 	}
 	data := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(cmd)), id)
 	data = append(data, cmd...)
 	ch := n.proposals.Register(id)
-	if err := n.proposeUntilAccepted(ctx, !isInternal(id), func() error { return n.raft.Propose(ctx, data) }); err != nil {
+	if err := n.proposeUntilAccepted(ctx, refuseFull, func() error { return n.raft.Propose(ctx, data) }); err != nil {
 		n.proposals.Trigger(id, nil)
 		return Applied{}, err
 	}

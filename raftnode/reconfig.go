@@ -102,7 +102,7 @@ func (n *Node) publishAPIURL(ctx context.Context) {
 		}
 		if m != nil && n.lead.Load() != raft.None {
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := n.proposeAs(pctx, internalID(), data)
+			_, err := n.proposeAs(pctx, internalID(), data, false)
 			cancel()
 			if err == nil {
 				n.lg.Info("published API URL", zap.String("api-url", n.cfg.APIURL))

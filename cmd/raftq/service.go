@@ -25,17 +25,21 @@ type service struct {
 
 // propose stamps c with this node's clock and replicates it. The queue
 // name of an op on a queue is checked first; the cluster's ops (tick,
-// set limits, alarm) name none.
+// set limits, alarm) name none, and backpressure does not refuse them
+// (raftnode.ProposeControl): a node under load still moves its clock,
+// raises its alarm, and takes an operator's limits.
 func (s *service) propose(ctx context.Context, c queuefsm.Command) (raftnode.Applied, error) {
+	propose := s.node.Propose
 	switch c.Op {
 	case queuefsm.OpTick, queuefsm.OpSetLimits, queuefsm.OpAlarm:
+		propose = s.node.ProposeControl
 	default:
 		if err := checkName(c.Queue); err != nil {
 			return raftnode.Applied{}, err
 		}
 	}
 	c.Time, c.Proposer, c.Epoch = s.clock.now(), s.node.ID(), s.clock.epoch
-	a, err := s.node.Propose(ctx, c.Encode())
+	a, err := propose(ctx, c.Encode())
 	if err != nil {
 		return a, unavailable(err)
 	}
