@@ -112,6 +112,9 @@ type Status struct {
 	Leader  uint64 // 0 when none is known
 	Applied uint64
 	Members []Member
+	// ReadRounds counts the ReadIndex rounds this node has had answered:
+	// one serves every ReadBarrier that joined it.
+	ReadRounds uint64
 }
 
 // Node is one raft member. Create it with New, then call Run.
@@ -135,9 +138,15 @@ type Node struct {
 	transport *rafthttp.Transport
 
 	ids       *idutil.Generator
-	proposals wait.Wait     // request id → Applied
-	reads     wait.Wait     // read request id → read index
-	applyWait wait.WaitTime // fires when applied ≥ index
+	proposals wait.Wait // request id → Applied
+	reads     wait.Wait // read request id → read index
+	// readNext is the ReadIndex round the next ReadBarrier joins (nil
+	// when none is wanted); readKick wakes the read loop to send it.
+	readMu     sync.Mutex
+	readNext   *readRound
+	readKick   chan struct{}
+	readRounds atomic.Uint64 // ReadIndex rounds answered
+	applyWait  wait.WaitTime // fires when applied ≥ index
 
 	lead    atomic.Uint64
 	applied atomic.Uint64
@@ -181,6 +190,7 @@ func New(cfg Config, store Storage, sm StateMachine) (*Node, error) {
 		ids:            idutil.NewGenerator(uint16(cfg.ID), time.Now()),
 		proposals:      wait.New(),
 		reads:          wait.New(),
+		readKick:       make(chan struct{}, 1),
 		applyWait:      wait.NewTimeList(),
 		confState:      &raftpb.ConfState{},
 		snapDone:       make(chan snapResult, 1),
@@ -283,6 +293,12 @@ func (n *Node) Run(ctx context.Context) error {
 	pubCtx, stopPublish := context.WithCancel(context.Background())
 	defer stopPublish()
 	go n.publishAPIURL(pubCtx)
+	readCtx, stopReads := context.WithCancel(context.Background())
+	var reads sync.WaitGroup
+	reads.Add(1)
+	go func() { defer reads.Done(); n.readLoop(readCtx) }()
+	defer reads.Wait() // before raft stops (deferred earlier, so run later)
+	defer stopReads()
 
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
@@ -552,58 +568,6 @@ func (n *Node) droppedForSize() bool {
 	return member
 }
 
-// ReadBarrier returns once this node has applied everything the leader had
-// committed when it was called, so a read of the state machine after it is
-// linearizable. Each attempt uses a fresh request context.
-func (n *Node) ReadBarrier(ctx context.Context) error {
-	if err := n.waitStarted(ctx); err != nil {
-		return err
-	}
-	const retry = 300 * time.Millisecond
-	for {
-		id := n.ids.Next()
-		ch := n.reads.Register(id)
-		rctx := binary.BigEndian.AppendUint64(nil, id)
-		if err := n.raft.ReadIndex(ctx, rctx); err != nil && !errors.Is(err, raft.ErrProposalDropped) {
-			n.reads.Trigger(id, nil)
-			return n.readErr(err)
-		}
-		timer := time.NewTimer(retry)
-		select {
-		case v := <-ch:
-			timer.Stop()
-			return n.waitApplied(ctx, v.(uint64))
-		case <-timer.C:
-			n.reads.Trigger(id, nil) // no answer (no leader?): ask again
-		case <-ctx.Done():
-			timer.Stop()
-			n.reads.Trigger(id, nil)
-			return n.readErr(ctx.Err())
-		case <-n.stopped:
-			timer.Stop()
-			return ErrStopped
-		}
-	}
-}
-
-func (n *Node) waitApplied(ctx context.Context, index uint64) error {
-	select {
-	case <-n.applyWait.Wait(index):
-		return nil
-	case <-ctx.Done():
-		return n.readErr(ctx.Err())
-	case <-n.stopped:
-		return ErrStopped
-	}
-}
-
-func (n *Node) readErr(err error) error {
-	if errors.Is(err, raft.ErrStopped) {
-		return ErrStopped
-	}
-	return fmt.Errorf("%w: %w", ErrReadTimeout, err)
-}
-
 func (n *Node) waitStarted(ctx context.Context) error {
 	select {
 	case <-n.started:
@@ -636,5 +600,5 @@ func (n *Node) Status() Status {
 	n.mu.RLock()
 	members := n.members.list()
 	n.mu.RUnlock()
-	return Status{Leader: n.lead.Load(), Applied: n.applied.Load(), Members: members}
+	return Status{Leader: n.lead.Load(), Applied: n.applied.Load(), Members: members, ReadRounds: n.readRounds.Load()}
 }
