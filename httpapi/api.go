@@ -228,7 +228,13 @@ type Queue interface {
 }
 
 // Turn is a long poll's right to take one message; see Queue.AwaitReady.
-type Turn interface{ Done() }
+// Done hands it back. Deleted reports whether the queue was deleted while
+// the turn was out: the poll then answers empty at once, as its waiting
+// peers were answered, instead of waiting on again.
+type Turn interface {
+	Done()
+	Deleted() bool
+}
 
 // Node is one member as /mgmt/nodes shows it.
 type Node struct {

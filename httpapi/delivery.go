@@ -84,7 +84,7 @@ func (a *api) longPoll(r *http.Request, queue string, wait time.Duration, want i
 			continue
 		}
 		found, err := a.onTurn(r, t, op)
-		if err != nil || found {
+		if err != nil || found || t.Deleted() {
 			return err
 		}
 	}

@@ -122,3 +122,25 @@ func TestLongPollRefusal(t *testing.T) {
 	}
 	errorMessage(t, rec)
 }
+
+type deletedTurn struct{}
+
+func (deletedTurn) Done()         {}
+func (deletedTurn) Deleted() bool { return true }
+
+// A poll whose turn found nothing because the queue was deleted meanwhile
+// answers 204 at once, as its waiting peers were answered, instead of
+// waiting out its wait.
+func TestLongPollAnswersWhenDeletedOnTurn(t *testing.T) {
+	q, takes := countingQueue(func() bool { return false })
+	q.turn = deletedTurn{}
+	close(q.changed)
+	start := time.Now()
+	rec := serve(t, q, nil, httptest.NewRequest(http.MethodGet, "/queues/q?wait=60s", nil))
+	if rec.Code != http.StatusNoContent || takes.Load() != 1 {
+		t.Fatalf("status %d, %d takes", rec.Code, takes.Load())
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("answered after %v, not at once", d)
+	}
+}

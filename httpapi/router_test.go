@@ -28,6 +28,7 @@ type fakeQueue struct {
 	ready       bool          // HasReady's answer
 	awaiting    chan struct{} // if set, AwaitReady sends on it first
 	awaitErr    error         // if set, AwaitReady's answer
+	turn        Turn          // if set, the turn AwaitReady gives
 	batch       []Message     // EnqueueBatch appends when non-nil; PopMany pops
 	lifecycle   fakeLifecycle
 }
@@ -114,6 +115,9 @@ func (f *fakeQueue) AwaitReady(ctx context.Context, _ string, _ int) (Turn, erro
 	}
 	select {
 	case <-f.changed:
+		if f.turn != nil {
+			return f.turn, nil
+		}
 		return doneFunc(func() {}), nil
 	case <-f.stopping:
 		return nil, ErrStopping
@@ -125,7 +129,8 @@ func (f *fakeQueue) HasReady(context.Context, string) (bool, error) { return f.r
 
 type doneFunc func()
 
-func (d doneFunc) Done() { d() }
+func (d doneFunc) Done()         { d() }
+func (d doneFunc) Deleted() bool { return false }
 
 type fakeCluster struct {
 	nodes    func(ctx context.Context) (Nodes, error)

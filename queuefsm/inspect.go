@@ -248,3 +248,10 @@ func siftDown(n, i int, less func(a, b int) bool, swap func(a, b int)) {
 func (t QueueTotals) list() []uint64 {
 	return []uint64{t.Enqueued, t.Popped, t.Acked, t.DeadLettered, t.Purged}
 }
+
+// HasQueue reports whether queue exists: it was created (by an enqueue or
+// a config) and not deleted since.
+func (f *FSM) HasQueue(queue string) bool {
+	_, ok := f.queues[queue]
+	return ok
+}

@@ -38,20 +38,25 @@ type notifyingFSM struct {
 }
 
 // queueWaiters are the long polls of one queue: waiting, oldest first, and
-// the messages promised to turns given and not yet handed back.
+// the turns given and not yet handed back, with the messages promised to
+// them.
 type queueWaiters struct {
 	waiting  []*waiter
+	out      []*waiter
 	promised int
 }
 
 // waiter is one long poll. ch is closed when it is given a turn, for
 // given messages (at most the want it asked for), or when its queue was
-// deleted (gone, and no turn).
+// deleted (gone, and no turn). deleted is set, under mu, when its queue
+// is deleted while its turn is out: the poll then answers instead of
+// waiting again.
 type waiter struct {
-	ch    chan struct{}
-	want  int
-	given int
-	gone  bool
+	ch      chan struct{}
+	want    int
+	given   int
+	gone    bool
+	deleted bool
 }
 
 func newNotifyingFSM() *notifyingFSM {
@@ -82,12 +87,24 @@ func (f *notifyingFSM) Apply(index uint64, cmd []byte) any {
 	return res
 }
 
-// RestoreFrom replaces the state: any queue may have messages now.
+// RestoreFrom replaces the state: any queue may have messages now, and a
+// waited-on queue that existed before and does not now was deleted.
 func (f *notifyingFSM) RestoreFrom(r io.Reader) error {
-	err := f.FSM.RestoreFrom(r)
-	f.noteClock()
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	var existed []string
+	for q := range f.queues {
+		if f.FSM.HasQueue(q) {
+			existed = append(existed, q)
+		}
+	}
+	err := f.FSM.RestoreFrom(r)
+	f.noteClock()
+	for _, q := range existed {
+		if !f.FSM.HasQueue(q) {
+			f.answerGone(q)
+		}
+	}
 	f.grantAll()
 	return err
 }
@@ -127,14 +144,16 @@ func (f *notifyingFSM) grant(queue string) {
 			qw.promised += w.given
 			close(w.ch)
 			qw.waiting = qw.waiting[1:]
+			qw.out = append(qw.out, w)
 		}
 	}
 	f.forgetIdle(queue, qw)
 }
 
 // answerGone answers every waiter of a deleted queue at once, with no
-// turn; turns already given are handed back as usual. The caller holds mu
-// and the node's lock.
+// turn, and marks the turns out, whose polls then answer instead of
+// waiting again; those are handed back as usual. The caller holds mu and
+// the node's lock.
 func (f *notifyingFSM) answerGone(queue string) {
 	qw := f.queues[queue]
 	if qw == nil {
@@ -143,6 +162,9 @@ func (f *notifyingFSM) answerGone(queue string) {
 	for _, w := range qw.waiting {
 		w.gone = true
 		close(w.ch)
+	}
+	for _, w := range qw.out {
+		w.deleted = true
 	}
 	qw.waiting = nil
 	f.forgetIdle(queue, qw)
@@ -169,14 +191,24 @@ type turn struct {
 	once  sync.Once
 }
 
-func (t *turn) Done() { t.once.Do(func() { t.f.handBack(t.view, t.queue, t.w.given) }) }
+func (t *turn) Done() { t.once.Do(func() { t.f.handBack(t.view, t.queue, t.w) }) }
 
-func (f *notifyingFSM) handBack(view func(func()), queue string, given int) {
+// Deleted reports whether the queue was deleted while the turn was out.
+func (t *turn) Deleted() bool {
+	t.f.mu.Lock()
+	defer t.f.mu.Unlock()
+	return t.w.deleted
+}
+
+func (f *notifyingFSM) handBack(view func(func()), queue string, w *waiter) {
 	view(func() {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		if qw := f.queues[queue]; qw != nil {
-			qw.promised -= given
+			qw.promised -= w.given
+			if i := slices.Index(qw.out, w); i >= 0 {
+				qw.out = slices.Delete(qw.out, i, i+1)
+			}
 			f.grant(queue)
 		}
 	})

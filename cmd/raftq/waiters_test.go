@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
@@ -208,6 +209,9 @@ func TestWaitersAnsweredByDelete(t *testing.T) {
 	if !pending(wo) {
 		t.Fatal("deleting q answered a waiter of another queue")
 	}
+	if !turn.Deleted() {
+		t.Fatal("a turn out when its queue was deleted does not say so: its poll would wait on")
+	}
 	turn.Done()
 	if h.waiting("q") != 0 {
 		t.Fatal("waiters of a deleted queue still tracked")
@@ -217,5 +221,44 @@ func TestWaitersAnsweredByDelete(t *testing.T) {
 	h.waitFor(func() bool { return !pending(w3) })
 	if err := <-w3; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A snapshot received without a queue that existed deletes it: its
+// waiters are answered, its turns out marked, as by a delete; waiters of
+// a queue that never existed, or still exists, wait on.
+func TestWaitersAnsweredByRestoreWithoutTheirQueue(t *testing.T) {
+	h := &waiterHarness{t: t, f: newNotifyingFSM()}
+	ctx := context.Background()
+	h.apply(queuefsm.Command{Op: queuefsm.OpEnqueue, Queue: "q", Body: []byte("m")})
+	h.apply(queuefsm.Command{Op: queuefsm.OpEnqueue, Queue: "kept", Body: []byte("m")})
+	h.apply(queuefsm.Command{Op: queuefsm.OpDequeue, Queue: "kept"})
+	turn, err := h.f.await(ctx, locked, "q", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, wLater := h.wait(ctx, "q"), h.wait(ctx, "never")
+	wKept := h.wait(ctx, "kept")
+	// The snapshot has "kept" (empty) but not "q".
+	h2 := &waiterHarness{t: t, f: newNotifyingFSM()}
+	h2.apply(queuefsm.Command{Op: queuefsm.OpEnqueue, Queue: "kept", Body: []byte("m")})
+	h2.apply(queuefsm.Command{Op: queuefsm.OpDequeue, Queue: "kept"})
+	snap, err := h2.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.f.RestoreFrom(bytes.NewReader(snap)); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor(func() bool { return !pending(w) })
+	if err := <-w; !errors.Is(err, httpapi.ErrQueueDeleted) {
+		t.Fatalf("a waiter of a queue the snapshot has not: %v", err)
+	}
+	if !turn.Deleted() {
+		t.Fatal("a turn out on a queue the snapshot has not is not marked")
+	}
+	turn.Done()
+	if !pending(wLater) || !pending(wKept) {
+		t.Fatal("a waiter of a queue that never existed, or still exists, was answered")
 	}
 }
