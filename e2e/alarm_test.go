@@ -193,3 +193,34 @@ func TestDiskAlarmRefusesEnqueuesUntilSpaceReturns(t *testing.T) {
 		}
 	}
 }
+
+// A member that raised its alarm and went down cannot clear it: the
+// operator does, with DELETE /mgmt/alarms/{id}, and enqueues are taken
+// again. (No small disk needed: a --min-free-bytes past any disk's free
+// space raises the alarm at once.)
+func TestOperatorClearsADownMembersAlarm(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 3, "--min-free-bytes=1000000000000000000")
+	waitFor(t, func() bool { a, ok := alarmsOf(t, c.procs[0]); return ok && slices.Equal(a, []uint64{1, 2, 3}) }, "three alarms")
+	for i := range c.procs {
+		c.kill(i)
+	}
+	c.flags = nil // space is back on nodes 1 and 2; node 3 stays down
+	c.start(0)
+	c.start(1)
+	waitFor(t, func() bool { a, ok := alarmsOf(t, c.procs[0]); return ok && slices.Equal(a, []uint64{3}) }, "nodes 1 and 2 clearing their alarms")
+	if r, _ := do(http.MethodPut, c.procs[1].api+"/queues/q", "text/plain", strings.NewReader("m")); !refusedForSpace(r) {
+		t.Fatalf("enqueue with node 3's alarm raised: %d %s", r.status, r.body)
+	}
+	r := mgmt(t, http.MethodDelete, c.procs[1].api+"/mgmt/alarms/3", "")
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"alarms":[]`) {
+		t.Fatalf("clear node 3's alarm: %d %s", r.status, r.body)
+	}
+	mustEnqueue(t, c.procs[0], "q", "m")
+	if r := mgmt(t, http.MethodDelete, c.procs[0].api+"/mgmt/alarms/3", ""); r.status != http.StatusOK {
+		t.Fatalf("clearing it again: %d %s", r.status, r.body)
+	}
+	if r := mgmt(t, http.MethodDelete, c.procs[0].api+"/mgmt/alarms/70000", ""); r.status != http.StatusBadRequest {
+		t.Fatalf("an id past any node's: %d %s", r.status, r.body)
+	}
+}

@@ -214,6 +214,9 @@ type Queue interface {
 	Limits(ctx context.Context) (ClusterLimits, error)
 	// SetLimits sets the cluster limits ch names and returns them all.
 	SetLimits(ctx context.Context, ch LimitsChange) (ClusterLimits, LogPosition, error)
+	// ClearAlarm clears node's disk space alarm (a no-op when it is not
+	// raised) and returns the limits after.
+	ClearAlarm(ctx context.Context, node uint64) (ClusterLimits, LogPosition, error)
 	// Queues lists every queue, sorted by name.
 	Queues(ctx context.Context) ([]QueueInfo, error)
 	// AwaitReady waits, proposing nothing, until messages may be ready in

@@ -118,6 +118,29 @@ func TestLimitsRoutes(t *testing.T) {
 	}
 }
 
+// DELETE /mgmt/alarms/{id} clears that node's alarm and answers the
+// limits after; a bad id is a 400 that reaches nothing.
+func TestClearAlarmRoute(t *testing.T) {
+	var cleared []uint64
+	q := fakeWith(fakeLifecycle{clearAlarm: func(_ context.Context, node uint64) (ClusterLimits, LogPosition, error) {
+		cleared = append(cleared, node)
+		return ClusterLimits{MaxQueues: 10, MaxBytes: 100}, LogPosition{Index: 7, Term: 2}, nil
+	}})
+	rec := serve(t, q, nil, httptest.NewRequest(http.MethodDelete, "/mgmt/alarms/3", nil))
+	if b := strings.TrimSpace(rec.Body.String()); rec.Code != http.StatusOK || b != `{"max_queues":10,"max_bytes":100,"queues":0,"bytes":0,"alarms":[]}` ||
+		rec.Header().Get("Raft-Index") != "7" {
+		t.Fatalf("clear: %d %s", rec.Code, b)
+	}
+	for _, id := range []string{"0", "x", "-1", "18446744073709551616"} {
+		if rec := serve(t, q, nil, httptest.NewRequest(http.MethodDelete, "/mgmt/alarms/"+id, nil)); rec.Code != http.StatusBadRequest {
+			t.Errorf("id %q: %d", id, rec.Code)
+		}
+	}
+	if len(cleared) != 1 || cleared[0] != 3 {
+		t.Fatalf("cleared %v", cleared)
+	}
+}
+
 // Delete is 204 with the log position, or 404; purge says how many it
 // dropped.
 func TestDeleteAndPurge(t *testing.T) {

@@ -141,6 +141,27 @@ func (a *api) setLimits(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, withAlarms(l))
 }
 
+// clearAlarm answers DELETE /mgmt/alarms/{id}: the node's disk alarm is
+// cleared (the node raises it again at its next check if its disk is
+// still short), and the limits after are answered. Clearing an alarm not
+// raised changes nothing and answers the same: a retry is safe.
+func (a *api) clearAlarm(w http.ResponseWriter, r *http.Request) {
+	id, err := nodeID(r)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	l, pos, err := a.q.ClearAlarm(ctx, id)
+	if err != nil {
+		a.failWrite(w, err)
+		return
+	}
+	setPosition(w, pos)
+	writeJSON(w, http.StatusOK, withAlarms(l))
+}
+
 // withAlarms shows no alarm as [], not null.
 func withAlarms(l ClusterLimits) ClusterLimits {
 	if l.Alarms == nil {

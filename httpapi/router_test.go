@@ -42,6 +42,7 @@ type fakeLifecycle struct {
 	stats       func(ctx context.Context, queue string) (QueueStats, error)
 	limits      func(ctx context.Context) (ClusterLimits, error)
 	setLimits   func(ctx context.Context, ch LimitsChange) (ClusterLimits, LogPosition, error)
+	clearAlarm  func(ctx context.Context, node uint64) (ClusterLimits, LogPosition, error)
 }
 
 func (f *fakeQueue) Enqueue(ctx context.Context, q, ct string, b []byte, opts EnqueueOptions) (Enqueued, LogPosition, error) {
@@ -102,6 +103,9 @@ func (f *fakeQueue) Limits(ctx context.Context) (ClusterLimits, error) {
 }
 func (f *fakeQueue) SetLimits(ctx context.Context, ch LimitsChange) (ClusterLimits, LogPosition, error) {
 	return f.lifecycle.setLimits(ctx, ch)
+}
+func (f *fakeQueue) ClearAlarm(ctx context.Context, node uint64) (ClusterLimits, LogPosition, error) {
+	return f.lifecycle.clearAlarm(ctx, node)
 }
 
 // AwaitReady gives a turn when changed is closed, ErrStopping once stopping
@@ -304,6 +308,10 @@ func TestErrors(t *testing.T) {
 		{httptest.NewRequest(http.MethodPut, "/queues/q/stats", nil), http.StatusMethodNotAllowed},
 		{httptest.NewRequest(http.MethodGet, "/queues/q/purge", nil), http.StatusMethodNotAllowed},
 		{httptest.NewRequest(http.MethodDelete, "/mgmt/limits", nil), http.StatusMethodNotAllowed},
+		{httptest.NewRequest(http.MethodGet, "/mgmt/alarms/3", nil), http.StatusMethodNotAllowed},
+		{httptest.NewRequest(http.MethodPatch, "/mgmt/nodes", nil), http.StatusMethodNotAllowed},
+		{httptest.NewRequest(http.MethodGet, "/mgmt/leader", nil), http.StatusMethodNotAllowed},
+		{httptest.NewRequest(http.MethodGet, "/mgmt/nope", nil), http.StatusNotFound},
 		{httptest.NewRequest(http.MethodPost, "/queues", nil), http.StatusMethodNotAllowed},
 		{httptest.NewRequest(http.MethodGet, "/nope", nil), http.StatusNotFound},
 		{httptest.NewRequest(http.MethodGet, "/queues/a/b", nil), http.StatusNotFound},

@@ -169,6 +169,21 @@ func (s *service) SetLimits(ctx context.Context, ch httpapi.LimitsChange) (httpa
 	return apiLimits(l), pos, nil
 }
 
+// ClearAlarm clears node's disk alarm, as the operator asks, and answers
+// the limits as this node holds them after.
+func (s *service) ClearAlarm(ctx context.Context, node uint64) (httpapi.ClusterLimits, httpapi.LogPosition, error) {
+	if node > queuefsm.MaxProposer {
+		return httpapi.ClusterLimits{}, httpapi.LogPosition{}, fmt.Errorf("%w: node ids go up to %d", httpapi.ErrInvalid, queuefsm.MaxProposer)
+	}
+	pos, err := s.done(ctx, queuefsm.Command{Op: queuefsm.OpAlarm, Node: node, Raise: false})
+	if err != nil {
+		return httpapi.ClusterLimits{}, pos, err
+	}
+	var l queuefsm.ClusterLimits
+	s.node.View(func() { l = s.fsm.Limits() })
+	return apiLimits(l), pos, nil
+}
+
 func apiLimits(l queuefsm.ClusterLimits) httpapi.ClusterLimits {
 	return httpapi.ClusterLimits{MaxQueues: l.MaxQueues, MaxBytes: l.MaxBytes, Queues: l.Queues, Bytes: l.Bytes, Alarms: l.Alarms}
 }
