@@ -278,6 +278,9 @@ type LocalState struct {
 type Cluster interface {
 	Nodes(ctx context.Context) (Nodes, error)
 	LocalState() (LocalState, error)
+	// Counters are the node's own counts since it started (GET
+	// /debug/counters): what its raft machinery did, by name.
+	Counters() map[string]uint64
 	AddNode(ctx context.Context, spec NodeSpec) (Node, error)
 	RemoveNode(ctx context.Context, id uint64) (Nodes, error)
 	PromoteNode(ctx context.Context, id uint64) (Node, error)

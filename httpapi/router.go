@@ -87,6 +87,7 @@ func NewRouter(q Queue, c Cluster, lg *zap.Logger, opts Options) http.Handler {
 	r.HandleFunc("/mgmt/limits", a.limits).Methods(http.MethodGet)
 	r.HandleFunc("/mgmt/limits", a.setLimits).Methods(http.MethodPut)
 	r.HandleFunc("/debug/state", a.localState).Methods(http.MethodGet)
+	r.HandleFunc("/debug/counters", a.counters).Methods(http.MethodGet)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for %s", r.URL.Path))
 	})
@@ -227,6 +228,10 @@ func (a *api) localState(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+func (a *api) counters(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.c.Counters())
 }
 
 func setPosition(w http.ResponseWriter, pos LogPosition) {

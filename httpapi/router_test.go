@@ -148,6 +148,7 @@ func (f *fakeCluster) Nodes(ctx context.Context) (Nodes, error) { return f.nodes
 func (f *fakeCluster) LocalState() (LocalState, error) {
 	return LocalState{ID: 2, Leader: 1, Applied: 42, Hash: "c0ffee"}, nil
 }
+func (f *fakeCluster) Counters() map[string]uint64 { return map[string]uint64{"readys": 7} }
 func (f *fakeCluster) AddNode(ctx context.Context, spec NodeSpec) (Node, error) {
 	return f.add(ctx, spec)
 }
@@ -374,5 +375,12 @@ func TestDebugState(t *testing.T) {
 	}
 	if st != (LocalState{ID: 2, Leader: 1, Applied: 42, Hash: "c0ffee"}) {
 		t.Errorf("state %+v", st)
+	}
+}
+
+func TestDebugCounters(t *testing.T) {
+	rec := serve(t, nil, &fakeCluster{}, httptest.NewRequest(http.MethodGet, "/debug/counters", nil))
+	if b := strings.TrimSpace(rec.Body.String()); rec.Code != http.StatusOK || b != `{"readys":7}` {
+		t.Fatalf("status %d body %s", rec.Code, b)
 	}
 }

@@ -218,11 +218,18 @@ func (f *FSM) DeadLetterQueue(queue string) string {
 	return ""
 }
 
+// SeqPosBits is how many low bits of Apply's seq give the command's
+// position in its raft entry: an entry carries at most 1<<SeqPosBits
+// commands.
+const SeqPosBits = 16
+
 // Apply executes one encoded command and returns one of the result types
 // above, or an error wrapping ErrBadCommand, ErrInvalidName,
 // ErrInvalidArg, ErrNoMessage, ErrLeaseLost, ErrKeyReused, ErrNoQueue,
 // ErrQueueFull, ErrClusterFull or ErrNoSpace. seq must grow with each
-// command (raftnode passes the raft index); lease tokens are made from it.
+// command; lease tokens are made from it. raftnode passes the entry's
+// index << SeqPosBits | the command's position in the entry (0 for an
+// entry of one command).
 // Apply copies what it keeps, so cmd may be reused.
 //
 // Every command takes one shared step (decode, advance the clock, check

@@ -22,7 +22,7 @@ func newClock(t *testing.T) *clockFSM { return &clockFSM{t: t, f: New()} }
 func (c *clockFSM) at(ms int64, cmd Command) any {
 	c.index++
 	cmd.Time = ms
-	return c.f.Apply(c.index, cmd.Encode())
+	return c.f.Apply(c.index<<SeqPosBits, cmd.Encode()) // as raftnode numbers an entry of one
 }
 
 func (c *clockFSM) put(ms int64, q, body string) uint64 {
@@ -348,5 +348,32 @@ func TestForeignTokensDoNotHoldALease(t *testing.T) {
 func TestMessageRecordIs64Bytes(t *testing.T) {
 	if size := unsafe.Sizeof(msg{}); size > 64 {
 		t.Fatalf("msg is %d bytes, over 64", size)
+	}
+}
+
+// A lease token names its command's entry index and, for a command after
+// the first of a group, its position: "index.id" or "index-pos.id", in
+// base 36. A token from before groups reads as position 0.
+func TestLeaseTokenSeq(t *testing.T) {
+	for _, c := range []struct {
+		seq   uint64
+		token string
+	}{
+		{7 << SeqPosBits, "7.z"},
+		{7<<SeqPosBits | 1, "7-1.z"},
+		{36<<SeqPosBits | 36, "10-10.z"},
+	} {
+		m := &msg{id: 35, state: stateLeased, lease: c.seq}
+		if got := m.token(); got != c.token {
+			t.Errorf("seq %#x: token %q, want %q", c.seq, got, c.token)
+		}
+		if lease, id, ok := parseToken(c.token); !ok || lease != c.seq || id != 35 {
+			t.Errorf("%q: parsed %#x %d %v", c.token, lease, id, ok)
+		}
+	}
+	for _, bad := range []string{"7-0.z", "7-.z", "7-1ekg.z", "-1.z", "zzzzzzzzzzzzz.z", "7-1-1.z", "7"} {
+		if _, _, ok := parseToken(bad); ok {
+			t.Errorf("%q parsed", bad)
+		}
 	}
 }

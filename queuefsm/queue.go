@@ -65,12 +65,19 @@ func (m *msg) origin() *Origin {
 
 // token is the lease token of a leased message: the lease command's seq
 // and the message id, in base 36, so that every lease of a message has a
-// token of its own.
+// token of its own. The seq is written as its entry's index, then "-"
+// and the command's position in its group when not 0 (see Apply): a
+// token from before groups, "index.id", reads as position 0, so tokens
+// and snapshots stay as they were.
 func (m *msg) token() string {
 	if m.state != stateLeased {
 		return ""
 	}
-	return strconv.FormatUint(m.lease, 36) + "." + strconv.FormatUint(m.id, 36)
+	s := strconv.FormatUint(m.lease>>SeqPosBits, 36)
+	if pos := m.lease & (1<<SeqPosBits - 1); pos != 0 {
+		s += "-" + strconv.FormatUint(pos, 36)
+	}
+	return s + "." + strconv.FormatUint(m.id, 36)
 }
 
 // parseToken returns the lease seq and message id a token names.
@@ -79,9 +86,20 @@ func parseToken(token string) (lease, id uint64, ok bool) {
 	if !found {
 		return 0, 0, false
 	}
-	lease, err1 := strconv.ParseUint(a, 36, 64)
+	index, p, grouped := strings.Cut(a, "-")
+	lease, err1 := strconv.ParseUint(index, 36, 64)
 	id, err2 := strconv.ParseUint(b, 36, 64)
-	return lease, id, err1 == nil && err2 == nil
+	if err1 != nil || err2 != nil || lease >= 1<<(64-SeqPosBits) {
+		return 0, 0, false
+	}
+	var pos uint64
+	if grouped {
+		var err error
+		if pos, err = strconv.ParseUint(p, 36, 64); err != nil || pos == 0 || pos >= 1<<SeqPosBits {
+			return 0, 0, false
+		}
+	}
+	return lease<<SeqPosBits | pos, id, true
 }
 
 // own returns m fit to be changed. A record made before the last Capture

@@ -88,7 +88,9 @@ func startGated(t *testing.T, set func(*raftnode.Config)) (*raftnode.Node, *gate
 // commit index refuses new proposals at once, with ErrTooManyRequests, and
 // takes them again once it has caught up.
 func TestProposeRefusedWhileApplyLags(t *testing.T) {
-	node, sm, releaseAll := startGated(t, func(c *raftnode.Config) { c.MaxApplyBacklog = 2 })
+	// Entries of one command each: grouped, eleven proposals are too few
+	// entries to build a backlog.
+	node, sm, releaseAll := startGated(t, func(c *raftnode.Config) { c.MaxApplyBacklog = 2; c.NoGroupCommit = true })
 	deadline := time.Now().Add(30 * time.Second)
 
 	// Proposals pile up behind one whose Apply is held.
@@ -130,6 +132,11 @@ func TestProposeRefusedWhileApplyLags(t *testing.T) {
 	}
 	// A control proposal is not refused: it waits its turn.
 	control := proposeControl(node)
+	select {
+	case err := <-control:
+		t.Fatalf("a control proposal during the backlog returned before it could be applied: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
 	releaseAll()
 	if err := <-control; err != nil {
 		t.Fatalf("a control proposal during the backlog: %v", err)
@@ -159,7 +166,8 @@ func TestProposeRefusedWhileApplyLags(t *testing.T) {
 // has raft drop new proposals: Propose refuses them with
 // ErrTooManyRequests at once instead of retrying until its deadline.
 func TestProposeRefusedAtUncommittedLimit(t *testing.T) {
-	node, sm, releaseAll := startGated(t, func(c *raftnode.Config) { c.MaxUncommittedBytes = 8 << 10 })
+	// Entries of one command each, so that each probe fills raft's log.
+	node, sm, releaseAll := startGated(t, func(c *raftnode.Config) { c.MaxUncommittedBytes = 8 << 10; c.NoGroupCommit = true })
 	results := make(chan error, 100)
 	go func() {
 		pctx, pcancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -168,27 +176,37 @@ func TestProposeRefusedAtUncommittedLimit(t *testing.T) {
 		results <- err
 	}()
 	<-sm.entered
-	body := []byte(strings.Repeat("x", 2<<10))
 	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if time.Now().After(deadline) {
-			t.Fatal("a leader past its uncommitted limit never refused a proposal")
-		}
-		pctx, pcancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		start := time.Now()
-		_, err := node.Propose(pctx, body)
-		pcancel()
-		if errors.Is(err, raftnode.ErrTooManyRequests) {
-			if took := time.Since(start); took > 5*time.Second {
-				t.Errorf("the refusal took %v", took)
+	// Fill with ever smaller entries until even a 9-byte one is refused:
+	// less room is left than the control command below takes.
+	for _, size := range []int{2 << 10, 128, 1} {
+		body := []byte(strings.Repeat("x", size))
+		for {
+			if time.Now().After(deadline) {
+				t.Fatal("a leader past its uncommitted limit never refused a proposal")
 			}
-			break
-		}
-		if !errors.Is(err, raftnode.ErrTimeout) {
-			t.Fatalf("propose while applying is held: %v; want ErrTimeout until ErrTooManyRequests", err)
+			pctx, pcancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			start := time.Now()
+			_, err := node.Propose(pctx, body)
+			pcancel()
+			if errors.Is(err, raftnode.ErrTooManyRequests) {
+				if took := time.Since(start); took > 5*time.Second {
+					t.Errorf("the refusal took %v", took)
+				}
+				break
+			}
+			if !errors.Is(err, raftnode.ErrTimeout) {
+				t.Fatalf("propose while applying is held: %v; want ErrTimeout until ErrTooManyRequests", err)
+			}
 		}
 	}
+	// A control proposal is not refused: it waits until raft has room.
 	control := proposeControl(node)
+	select {
+	case err := <-control:
+		t.Fatalf("a control proposal at the uncommitted limit returned before anything was committed: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
 	releaseAll()
 	if err := <-control; err != nil {
 		t.Fatalf("a control proposal at the uncommitted limit: %v", err)

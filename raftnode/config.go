@@ -55,6 +55,12 @@ type Config struct {
 	// proposals, which Propose then refuses with ErrTooManyRequests. 0
 	// means DefaultMaxUncommittedBytes.
 	MaxUncommittedBytes uint64
+	// MaxGroupsInFlight is how many groups of proposals (see Propose) this
+	// node may have on their way at once; 0 means DefaultMaxGroupsInFlight.
+	MaxGroupsInFlight int
+	// NoGroupCommit proposes every command as an entry of its own, as
+	// before group commit (for comparing the two).
+	NoGroupCommit bool
 	// Logger receives structured logs; raft's own logs are adapted into it.
 	Logger *zap.Logger
 }

@@ -112,9 +112,26 @@ type Status struct {
 	Leader  uint64 // 0 when none is known
 	Applied uint64
 	Members []Member
+}
+
+// Counters are what this node's raft machinery has done since it started:
+// the mechanism behind its throughput, for benchmarks and metrics.
+type Counters struct {
+	// Readys handled; the entries they carried to save, and of those
+	// Readys how many had to be fsynced (raft.MustSync); the entries
+	// they had to apply; the raft messages they sent.
+	Readys, SavedEntries, SyncedReadys, AppliedEntries, MessagesSent uint64
+	// Groups counts the entries this node proposed for Propose's callers;
+	// GroupedCommands the commands they carried.
+	Groups, GroupedCommands uint64
 	// ReadRounds counts the ReadIndex rounds this node has had answered:
 	// one serves every ReadBarrier that joined it.
 	ReadRounds uint64
+}
+
+// counters are Counters as the raft goroutine updates them.
+type counters struct {
+	readys, savedEntries, syncedReadys, appliedEntries, messagesSent atomic.Uint64
 }
 
 // Node is one raft member. Create it with New, then call Run.
@@ -138,15 +155,11 @@ type Node struct {
 	transport *rafthttp.Transport
 
 	ids       *idutil.Generator
-	proposals wait.Wait // request id → Applied
-	reads     wait.Wait // read request id → read index
-	// readNext is the ReadIndex round the next ReadBarrier joins (nil
-	// when none is wanted); readKick wakes the read loop to send it.
-	readMu     sync.Mutex
-	readNext   *readRound
-	readKick   chan struct{}
-	readRounds atomic.Uint64 // ReadIndex rounds answered
-	applyWait  wait.WaitTime // fires when applied ≥ index
+	proposals wait.Wait   // request id → Applied
+	reads     *readRounds // ReadBarrier's shared ReadIndex rounds
+	groups    *groups     // proposals gathered into entries
+	counts    counters
+	applyWait wait.WaitTime // fires when applied ≥ index
 
 	lead    atomic.Uint64
 	applied atomic.Uint64
@@ -189,8 +202,8 @@ func New(cfg Config, store Storage, sm StateMachine) (*Node, error) {
 		stopped:        make(chan struct{}),
 		ids:            idutil.NewGenerator(uint16(cfg.ID), time.Now()),
 		proposals:      wait.New(),
-		reads:          wait.New(),
-		readKick:       make(chan struct{}, 1),
+		reads:          newReadRounds(),
+		groups:         newGroups(cfg.MaxGroupsInFlight),
 		applyWait:      wait.NewTimeList(),
 		confState:      &raftpb.ConfState{},
 		snapDone:       make(chan snapResult, 1),
@@ -299,6 +312,12 @@ func (n *Node) Run(ctx context.Context) error {
 	go func() { defer reads.Done(); n.readLoop(readCtx) }()
 	defer reads.Wait() // before raft stops (deferred earlier, so run later)
 	defer stopReads()
+	groupCtx, stopGroups := context.WithCancel(context.Background())
+	var flusher sync.WaitGroup
+	flusher.Add(1)
+	go func() { defer flusher.Done(); n.flushGroups(groupCtx) }()
+	defer flusher.Wait()
+	defer stopGroups()
 
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
@@ -399,19 +418,38 @@ func (n *Node) startRaft() raft.Node {
 // entry is applied on this node. Errors: ErrNoLeader and
 // ErrTooManyRequests (definitely not applied), ErrTimeout and
 // ErrLeaderChanged (unknown outcome), ErrStopped.
+//
+// The command joins this node's next group (see group.go): it is
+// proposed with the others gathered while earlier groups were on their
+// way, in one entry, and its result is its own.
 func (n *Node) Propose(ctx context.Context, cmd []byte) (Applied, error) {
 	if err := n.checkBacklog(); err != nil {
 		return Applied{}, err
 	}
-	return n.proposeAs(ctx, n.ids.Next(), cmd, true)
+	if n.cfg.NoGroupCommit {
+		return n.proposeAs(ctx, n.ids.Next(), cmd, true)
+	}
+	if err := n.waitStarted(ctx); err != nil {
+		return Applied{}, err
+	}
+	id := n.ids.Next()
+	ch := n.proposals.Register(id)
+	deadline, _ := ctx.Deadline()
+	if err := n.groups.add(id, cmd, deadline); err != nil {
+		n.proposals.Trigger(id, nil)
+		return Applied{}, err
+	}
+	return n.await(ctx, id, ch)
 }
 
 // ProposeControl is Propose for the few commands that keep the cluster
-// operable under load (its clock's ticks, disk alarms, an operator's
-// limits): backpressure does not refuse them, and a drop for the leader's
-// uncommitted-size limit is retried until ctx ends, as raft makes room.
-// They are small and rare (one per node per interval at most), so they
-// cannot grow the backlog that refuses everything else.
+// operable under load (cmd/raftq's clock ticks and disk alarms, each from
+// a loop with one proposal out at a time): backpressure does not refuse
+// them, and on the leader a drop for its uncommitted-size limit is
+// retried until ctx ends, as raft makes room (a follower's is forwarded,
+// and if the leader drops it, it times out). They are small and few, so
+// they cannot grow the backlog that refuses everything else. They are
+// not grouped.
 func (n *Node) ProposeControl(ctx context.Context, cmd []byte) (Applied, error) {
 	return n.proposeAs(ctx, n.ids.Next(), cmd, false)
 }
@@ -452,10 +490,7 @@ func (n *Node) await(ctx context.Context, id uint64, ch <-chan any) (Applied, er
 	for {
 		select {
 		case v := <-ch:
-			if a, ok := v.(Applied); ok {
-				return a, nil
-			}
-			return Applied{}, ErrStopped
+			return outcome(v)
 		case <-changed:
 			// An entry the old leader had appended is committed before the
 			// new leader's own first entry, or never.
@@ -466,20 +501,21 @@ func (n *Node) await(ctx context.Context, id uint64, ch <-chan any) (Applied, er
 				poll = t.C
 			}
 		case <-poll:
-			if n.lead.Load() == raft.None || n.appliedTerm.Load() < lostBelowTerm {
-				continue
+			if n.lead.Load() == raft.None || n.appliedTerm.Load() < lostBelowTerm || n.groups.isPending(id) {
+				continue // (a command not yet in a group goes to the new leader)
 			}
 			select {
 			case v := <-ch:
-				if a, ok := v.(Applied); ok {
-					return a, nil
-				}
-				return Applied{}, ErrStopped
+				return outcome(v)
 			default:
 				n.proposals.Trigger(id, nil)
 				return Applied{}, ErrLeaderChanged
 			}
 		case <-ctx.Done():
+			if n.groups.drop(id) {
+				n.proposals.Trigger(id, nil)
+				return Applied{}, fmt.Errorf("%w: not yet proposed at the deadline: %w", ErrNoLeader, ctx.Err())
+			}
 			n.proposals.Trigger(id, nil)
 			return Applied{}, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
 		case <-n.stopped:
@@ -493,6 +529,18 @@ func (n *Node) await(ctx context.Context, id uint64, ch <-chan any) (Applied, er
 			return Applied{}, ErrStopped
 		}
 	}
+}
+
+// outcome is what a proposal's waiter was sent: its Applied, the error
+// its group was refused with, or nil when the node stops.
+func outcome(v any) (Applied, error) {
+	switch v := v.(type) {
+	case Applied:
+		return v, nil
+	case error:
+		return Applied{}, v
+	}
+	return Applied{}, ErrStopped
 }
 
 // leaderChange returns a channel closed at the next change of leader.
@@ -511,6 +559,7 @@ func (n *Node) setLeader(lead uint64) {
 	if n.lead.Swap(lead) == lead {
 		return
 	}
+	n.groups.lost()
 	n.leaderMu.Lock()
 	defer n.leaderMu.Unlock()
 	if n.leaderChanged != nil {
@@ -600,5 +649,14 @@ func (n *Node) Status() Status {
 	n.mu.RLock()
 	members := n.members.list()
 	n.mu.RUnlock()
-	return Status{Leader: n.lead.Load(), Applied: n.applied.Load(), Members: members, ReadRounds: n.readRounds.Load()}
+	return Status{Leader: n.lead.Load(), Applied: n.applied.Load(), Members: members}
+}
+
+// Counters reads the node's counters.
+func (n *Node) Counters() Counters {
+	gs := n.groups.snapshot()
+	return Counters{Readys: n.counts.readys.Load(), SavedEntries: n.counts.savedEntries.Load(),
+		SyncedReadys: n.counts.syncedReadys.Load(), AppliedEntries: n.counts.appliedEntries.Load(),
+		MessagesSent: n.counts.messagesSent.Load(), Groups: gs.Groups, GroupedCommands: gs.Commands,
+		ReadRounds: n.reads.answered.Load()}
 }

@@ -3,7 +3,7 @@ package raftnode
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
+
 	"encoding/json"
 	"fmt"
 	"io"
@@ -132,7 +132,7 @@ func (n *Node) startedLocked() []uint64 {
 func (n *Node) notePublishes(ents []*raftpb.Entry) {
 	for _, e := range ents {
 		data := e.GetData()
-		if e.GetType() != raftpb.EntryNormal || len(data) <= 8 || !isInternal(binary.BigEndian.Uint64(data)) {
+		if e.GetType() != raftpb.EntryNormal || len(data) <= 8 || !isInternalEntry(data) {
 			continue
 		}
 		var c internalCommand

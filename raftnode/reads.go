@@ -5,12 +5,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3"
 )
 
-// readRound is one ReadIndex request, shared by every ReadBarrier that
+// readRound is one ReadIndex round, shared by every ReadBarrier that
 // joined it before it was sent (as etcd's linearizable read loop): a
 // burst of reads costs the leader one heartbeat round, not one each.
 type readRound struct {
@@ -18,91 +20,139 @@ type readRound struct {
 	index uint64        // the leader's commit index when it answered
 }
 
+// readRounds is the round callers join and the one being asked. Rule:
+// a caller joins only a round not yet sent, so any answer to it is at
+// least as fresh as the call.
+type readRounds struct {
+	mu   sync.Mutex
+	next *readRound    // the round callers join; nil when none is wanted
+	kick chan struct{} // cap 1: wakes the read loop
+	// asking holds the request contexts of the attempts of the round
+	// being asked, all sent after its last caller joined: the first
+	// answer to any of them answers the round.
+	asking   map[uint64]bool
+	got      chan uint64 // cap 1
+	answered atomic.Uint64
+	stopped  chan struct{} // closed when the read loop ends
+}
+
+func newReadRounds() *readRounds {
+	return &readRounds{kick: make(chan struct{}, 1), asking: map[uint64]bool{}, got: make(chan uint64, 1), stopped: make(chan struct{})}
+}
+
+// join returns the round not yet sent, making it (and waking the read
+// loop) if there is none.
+func (r *readRounds) join() *readRound {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.next == nil {
+		r.next = &readRound{done: make(chan struct{})}
+		select {
+		case r.kick <- struct{}{}:
+		default: // already woken
+		}
+	}
+	return r.next
+}
+
+// take returns the round to send now, nil when none is wanted; callers
+// from now on join a new one.
+func (r *readRounds) take() *readRound {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rd := r.next
+	r.next = nil
+	return rd
+}
+
+// ask records an attempt's request context for the round being asked.
+// Attempts that are never answered (sent while there was no leader)
+// are forgotten 64 at a time.
+func (r *readRounds) ask(id uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.asking) >= 64 {
+		clear(r.asking)
+	}
+	r.asking[id] = true
+}
+
+// answer is raft's answer to the attempt id (from the Ready loop).
+func (r *readRounds) answer(id, index uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.asking[id] {
+		clear(r.asking) // the round is answered: later answers are not for it
+		select {
+		case r.got <- index:
+		default:
+		}
+	}
+}
+
 // ReadBarrier returns once this node has applied everything the leader had
 // committed when it was called, so a read of the state machine after it is
-// linearizable. It joins the next ReadIndex round not yet sent: that
-// round's answer is at least as fresh as the call.
+// linearizable. It joins the next ReadIndex round not yet sent.
 func (n *Node) ReadBarrier(ctx context.Context) error {
 	if err := n.waitStarted(ctx); err != nil {
 		return err
 	}
-	r := n.joinRead()
+	rd := n.reads.join()
 	select {
-	case <-r.done:
-		return n.waitApplied(ctx, r.index)
+	case <-rd.done:
+		return n.waitApplied(ctx, rd.index)
 	case <-ctx.Done():
 		return n.readErr(ctx.Err())
-	case <-n.stopped:
+	case <-n.reads.stopped:
 		return ErrStopped
 	}
 }
 
-// joinRead returns the round not yet sent, creating it (and waking the
-// read loop) if there is none.
-func (n *Node) joinRead() *readRound {
-	n.readMu.Lock()
-	defer n.readMu.Unlock()
-	if n.readNext == nil {
-		n.readNext = &readRound{done: make(chan struct{})}
-		select {
-		case n.readKick <- struct{}{}:
-		default: // already woken
-		}
-	}
-	return n.readNext
-}
-
-// readLoop sends one round at a time until ctx ends: the round waiting
-// is taken (later callers join a new one), then asked until answered.
+// readLoop asks one round at a time until ctx ends.
 func (n *Node) readLoop(ctx context.Context) {
+	defer close(n.reads.stopped)
 	for {
 		select {
-		case <-n.readKick:
+		case <-n.reads.kick:
 		case <-ctx.Done():
 			return
 		}
-		n.readMu.Lock()
-		r := n.readNext
-		n.readNext = nil
-		n.readMu.Unlock()
-		if r == nil {
+		rd := n.reads.take()
+		if rd == nil {
 			continue
 		}
 		index, err := n.readIndex(ctx)
 		if err != nil {
-			return // stopping: the round's callers see n.stopped or their ctx
+			return // stopping: the round's callers see reads.stopped
 		}
-		r.index = index
-		n.readRounds.Add(1)
-		close(r.done)
+		rd.index = index
+		n.reads.answered.Add(1)
+		close(rd.done)
 	}
 }
 
 // readIndex asks raft for the leader's commit index until it answers,
-// with a fresh request context on every attempt (RAFT-NOTES rule 16): a
-// request sent while there is no leader, or lost, is never answered.
+// with a fresh request context on every attempt (RAFT-NOTES rule 16): an
+// attempt sent while there is no leader is never answered, so another is
+// sent every 300 ms; an answer to any attempt of the round will do, so a
+// leader slower than that to answer is not asked for ever.
 func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	const retry = 300 * time.Millisecond
+	t := time.NewTimer(0)
+	defer t.Stop()
 	for {
-		id := n.ids.Next()
-		ch := n.reads.Register(id)
-		rctx := binary.BigEndian.AppendUint64(nil, id)
-		if err := n.raft.ReadIndex(ctx, rctx); err != nil && !errors.Is(err, raft.ErrProposalDropped) {
-			n.reads.Trigger(id, nil)
-			return 0, err // raft stopped or ctx ended
-		}
-		timer := time.NewTimer(retry)
 		select {
-		case v := <-ch:
-			timer.Stop()
-			if index, ok := v.(uint64); ok {
-				return index, nil
+		case index := <-n.reads.got:
+			return index, nil
+		case <-t.C:
+			id := n.ids.Next()
+			n.reads.ask(id)
+			rctx := binary.BigEndian.AppendUint64(nil, id)
+			if err := n.raft.ReadIndex(ctx, rctx); err != nil && !errors.Is(err, raft.ErrProposalDropped) {
+				return 0, err // raft stopped or ctx ended
 			}
-		case <-timer.C:
-			n.reads.Trigger(id, nil) // no answer (no leader?): ask again
+			t.Reset(retry)
 		case <-ctx.Done():
-			timer.Stop()
-			n.reads.Trigger(id, nil)
 			return 0, ctx.Err()
 		}
 	}

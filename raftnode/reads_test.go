@@ -17,7 +17,7 @@ func TestReadBarriersShareRounds(t *testing.T) {
 	const reads = 200
 	for round := range 3 {
 		enqueue(t, c.members[l].node, "q", "m")
-		before := c.members[f].node.Status().ReadRounds
+		before := c.members[f].node.Counters().ReadRounds
 		start := make(chan struct{})
 		errs := make(chan error, reads)
 		var wg sync.WaitGroup
@@ -49,7 +49,7 @@ func TestReadBarriersShareRounds(t *testing.T) {
 		for err := range errs {
 			t.Fatalf("read barrier: %v", err)
 		}
-		if used := c.members[f].node.Status().ReadRounds - before; used == 0 || used > reads/2 {
+		if used := c.members[f].node.Counters().ReadRounds - before; used == 0 || used > reads/2 {
 			t.Fatalf("%d concurrent read barriers used %d ReadIndex rounds", reads, used)
 		}
 	}

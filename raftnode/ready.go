@@ -21,6 +21,7 @@ import (
 // handleReady processes one Ready in the order raft's README requires
 // (see ../shared/RAFT-NOTES.md rules 3-7). Any error is fatal to the node.
 func (n *Node) handleReady(rd raft.Ready) error {
+	n.count(rd)
 	if !raft.IsEmptyHardState(rd.HardState) {
 		n.term.Store(rd.HardState.GetTerm())
 		n.committed.Store(rd.HardState.GetCommit())
@@ -74,6 +75,16 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	// 5. Advance last.
 	n.raft.Advance()
 	return nil
+}
+
+func (n *Node) count(rd raft.Ready) {
+	n.counts.readys.Add(1)
+	n.counts.savedEntries.Add(uint64(len(rd.Entries)))
+	n.counts.appliedEntries.Add(uint64(len(rd.CommittedEntries)))
+	n.counts.messagesSent.Add(uint64(len(rd.Messages)))
+	if rd.MustSync {
+		n.counts.syncedReadys.Add(1)
+	}
 }
 
 func hasConfChange(ents []*raftpb.Entry) bool {
@@ -131,7 +142,7 @@ func (n *Node) send(msgs []*raftpb.Message) {
 func (n *Node) resolveReads(states []raft.ReadState) {
 	for _, rs := range states {
 		if len(rs.RequestCtx) == 8 {
-			n.reads.Trigger(binary.BigEndian.Uint64(rs.RequestCtx), rs.Index)
+			n.reads.answer(binary.BigEndian.Uint64(rs.RequestCtx), rs.Index)
 		}
 	}
 }
@@ -172,12 +183,16 @@ func (n *Node) applyEntry(e *raftpb.Entry) error {
 		}
 		id := binary.BigEndian.Uint64(data)
 		var res any
-		if isInternal(id) {
+		switch {
+		case id == groupMarker:
+			return n.applyGroup(e)
+		case isInternal(id):
 			res = n.applyInternal(data[8:])
-		} else {
-			res = n.sm.Apply(e.GetIndex(), data[8:])
+		default:
+			res = n.sm.Apply(seqOf(e.GetIndex(), 0), data[8:])
 		}
 		n.proposals.Trigger(id, Applied{Index: e.GetIndex(), Term: e.GetTerm(), Result: res})
+		n.groups.landed(id)
 	case raftpb.EntryConfChange:
 		var cc raftpb.ConfChange
 		if err := proto.Unmarshal(e.GetData(), &cc); err != nil {

@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,7 +56,15 @@ const MaxLearnerLag = 1000
 // a request id whose top 16 bits, the member id in idutil's ids, are zero.
 func isInternal(id uint64) bool { return id>>48 == 0 }
 
-func internalID() uint64 { return uint64(time.Now().UnixNano()) & (1<<48 - 1) }
+// isInternalEntry reports whether a normal entry's data is raftnode's own
+// command (not a group, whose marker is 0).
+func isInternalEntry(data []byte) bool {
+	id := binary.BigEndian.Uint64(data)
+	return id != groupMarker && isInternal(id)
+}
+
+// internalID is never 0, the group marker.
+func internalID() uint64 { return max(1, uint64(time.Now().UnixNano())&(1<<48-1)) }
 
 // internalCommand is the payload of an internal entry.
 type internalCommand struct {

@@ -39,6 +39,7 @@ type options struct {
 	keep        bool
 	fill        int
 	snapCount   int
+	nodeFlags   []string
 }
 
 func parseFlags(args []string) (options, error) {
@@ -53,6 +54,8 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.jsonOut, "json", false, "print JSON instead of a table")
 	fs.BoolVar(&o.keep, "keep", false, "keep the local cluster's data dir")
 	fs.IntVar(&o.snapCount, "snapshot-count", 10000, "the local nodes' --snapshot-count")
+	var nodeFlags string
+	fs.StringVar(&nodeFlags, "node-flags", "", "extra flags for the local nodes, space-separated (to compare variants)")
 	fs.IntVar(&o.fill, "fill", 0, "after the phases, queue this many messages (in batches), then report peak RSS, the longest snapshot stall and a node's restart time (local cluster only)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -60,6 +63,7 @@ func parseFlags(args []string) (options, error) {
 	if targets != "" {
 		o.targets = strings.Split(targets, ",")
 	}
+	o.nodeFlags = strings.Fields(nodeFlags)
 	for _, c := range strings.Split(conc, ",") {
 		v, err := strconv.Atoi(c)
 		if err != nil || v < 1 || v > 1024 {
@@ -75,14 +79,15 @@ func parseFlags(args []string) (options, error) {
 
 // Result is one phase's figures.
 type Result struct {
-	Phase       string  `json:"phase"`
-	Concurrency int     `json:"concurrency"`
-	Messages    int     `json:"messages"`
-	MsgsPerSec  float64 `json:"msgs_per_sec"`
-	P50         float64 `json:"p50_ms"` // per request
-	P99         float64 `json:"p99_ms"`
-	Max         float64 `json:"max_ms"`
-	Errors      int64   `json:"errors"`
+	Phase       string     `json:"phase"`
+	Concurrency int        `json:"concurrency"`
+	Messages    int        `json:"messages"`
+	MsgsPerSec  float64    `json:"msgs_per_sec"`
+	P50         float64    `json:"p50_ms"` // per request
+	P99         float64    `json:"p99_ms"`
+	Max         float64    `json:"max_ms"`
+	Errors      int64      `json:"errors"`
+	Mechanism   *Mechanism `json:"mechanism,omitempty"`
 }
 
 var hc = &http.Client{
@@ -92,7 +97,7 @@ var hc = &http.Client{
 
 // run drives requests: c clients, each synchronous, until total messages
 // are done; each call of req moves per messages and reports success.
-func run(phase string, c, total, per int, req func(client, i int) (int, error)) Result {
+func runPlain(phase string, c, total, per int, req func(client, i int) (int, error)) Result {
 	var next atomic.Int64
 	var errs atomic.Int64
 	var done atomic.Int64
@@ -162,13 +167,20 @@ func get(url string) (int, []byte, error) {
 	return resp.StatusCode, b, err
 }
 
-func phases(o options, ceiling string) []Result {
+func phases(o options, ceiling string, s *sampler) []Result {
 	body := bytes.Repeat([]byte("x"), o.size)
 	t := o.targets
 	node := func(cl int) string { return t[cl%len(t)] }
 	var out []Result
+	// run, with what the nodes did meanwhile.
+	run := func(phase string, c, total, per int, req func(client, i int) (int, error)) Result {
+		before := s.take()
+		r := runPlain(phase, c, total, per, req)
+		r.Mechanism = mechanism(before, s.take(), r.Messages)
+		return r
+	}
 	for _, c := range o.concurrency {
-		out = append(out, run("ceiling (null HTTP handler)", c, o.n, 1, func(cl, i int) (int, error) {
+		out = append(out, runPlain("ceiling (null HTTP handler)", c, o.n, 1, func(cl, i int) (int, error) {
 			_, _, err := post(ceiling, body, http.StatusCreated)
 			return 1, err
 		}))
@@ -262,7 +274,7 @@ func freeAddr() string {
 	return l.Addr().String()
 }
 
-func startCluster(ctx context.Context, snapCount int) (*cluster, error) {
+func startCluster(ctx context.Context, snapCount int, nodeFlags []string) (*cluster, error) {
 	dir, err := os.MkdirTemp("", "raftq-bench-")
 	if err != nil {
 		return nil, err
@@ -287,6 +299,7 @@ func startCluster(ctx context.Context, snapCount int) (*cluster, error) {
 		args := []string{"--id", strconv.Itoa(i + 1), "--cluster", strings.Join(peers, ","),
 			"--api-addr", c.apis[i], "--data-dir", filepath.Join(dir, fmt.Sprintf("node-%d", i+1)),
 			"--snapshot-count", strconv.Itoa(snapCount)}
+		args = append(args, nodeFlags...)
 		cmd := exec.Command(bin, args...)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
@@ -305,6 +318,15 @@ func startCluster(ctx context.Context, snapCount int) (*cluster, error) {
 	}
 	c.stop(false)
 	return nil, errors.New("the local cluster did not start")
+}
+
+// pids are the nodes' process ids.
+func (c *cluster) pids() []int {
+	var out []int
+	for _, p := range c.procs {
+		out = append(out, p.Process.Pid)
+	}
+	return out
 }
 
 // peakRSS reads each node's high-water resident set (VmHWM) in MiB.
@@ -349,7 +371,7 @@ func (c *cluster) fillAndRestart(n, batch int, body []byte) (FillReport, error) 
 		msgs.Messages = append(msgs.Messages, map[string]string{"body": string(body)})
 	}
 	bb, _ := json.Marshal(msgs)
-	r := run("fill", 16, n, batch, func(cl, i int) (int, error) {
+	r := runPlain("fill", 16, n, batch, func(cl, i int) (int, error) {
 		_, _, err := post(c.apis[cl%3]+"/queues/fill/batch", bb, http.StatusCreated)
 		return batch, err
 	})
@@ -367,6 +389,10 @@ func (c *cluster) fillAndRestart(n, batch int, body []byte) (FillReport, error) 
 	}
 	rep.RestartServeMS = float64(time.Since(start).Milliseconds())
 	// Then the whole cluster at once, timed until a dequeue is served.
+	for _, p := range c.procs {
+		p.Process.Kill()
+		p.Wait()
+	}
 	start = time.Now()
 	for i := range c.procs {
 		if err := c.restart(i); err != nil {
@@ -384,11 +410,11 @@ func (c *cluster) fillAndRestart(n, batch int, body []byte) (FillReport, error) 
 	return rep, nil
 }
 
-// restart kills node i and starts it again on the same data.
+// restart kills node i (if it runs) and starts it again on the same data.
 func (c *cluster) restart(i int) error {
 	p := c.procs[i]
 	p.Process.Kill()
-	p.Wait()
+	p.Wait() // an error if it was already reaped: nothing to wait for
 	logf, err := os.OpenFile(filepath.Join(c.dir, fmt.Sprintf("node-%d.log", i+1)), os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
@@ -475,7 +501,7 @@ func main() {
 	}
 	var c *cluster
 	if len(o.targets) == 0 {
-		if c, err = startCluster(context.Background(), o.snapCount); err != nil {
+		if c, err = startCluster(context.Background(), o.snapCount, o.nodeFlags); err != nil {
 			fmt.Fprintln(os.Stderr, "raftq-bench:", err)
 			os.Exit(1)
 		}
@@ -489,7 +515,11 @@ func main() {
 		w.Write([]byte(`{"queue":"null","id":1}` + "\n"))
 	}))
 	defer null.Close()
-	results := phases(o, null.URL+"/queues/null")
+	s := &sampler{targets: o.targets}
+	if c != nil {
+		s.pids = c.pids
+	}
+	results := phases(o, null.URL+"/queues/null", s)
 	var rss []float64
 	var fill *FillReport
 	if c != nil {
@@ -511,9 +541,9 @@ func main() {
 		return
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\tC\tmsgs\tmsgs/s\tp50 ms\tp99 ms\tmax ms\terrors\t")
+	fmt.Fprintln(tw, "phase\tC\tmsgs\tmsgs/s\tp50 ms\tp99 ms\tmax ms\terrors\tcmds/entry\tentries/Ready\traft msgs/msg\tfsyncs/s\tCPU µs/msg per node\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.1f\t%d\t\n", r.Phase, r.Concurrency, r.Messages, r.MsgsPerSec, r.P50, r.P99, r.Max, r.Errors)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.1f\t%d\t%s\t\n", r.Phase, r.Concurrency, r.Messages, r.MsgsPerSec, r.P50, r.P99, r.Max, r.Errors, r.Mechanism)
 	}
 	tw.Flush()
 	if rss != nil {

@@ -22,7 +22,7 @@ func TestFlags(t *testing.T) {
 // a dequeue phase finds nothing left.
 func TestRun(t *testing.T) {
 	var calls atomic.Int64
-	r := run("x", 4, 100, 10, func(cl, i int) (int, error) {
+	r := runPlain("x", 4, 100, 10, func(cl, i int) (int, error) {
 		if calls.Add(1)%5 == 0 {
 			return 0, errors.New("boom")
 		}
@@ -33,7 +33,7 @@ func TestRun(t *testing.T) {
 	}
 	left := atomic.Int64{}
 	left.Store(7)
-	r = run("drain", 3, 1000, 1, func(cl, i int) (int, error) {
+	r = runPlain("drain", 3, 1000, 1, func(cl, i int) (int, error) {
 		if left.Add(-1) < 0 {
 			return 0, nil
 		}

@@ -76,7 +76,7 @@ func newDiskAlarm(c config, svc *service, lg *zap.Logger) *diskAlarm {
 		},
 		orphans: func() []uint64 { return orphanAlarms(svc) },
 		propose: func(ctx context.Context, cmd queuefsm.Command) error {
-			_, err := svc.propose(ctx, cmd)
+			_, err := svc.proposeControl(ctx, cmd)
 			return err
 		},
 	}

@@ -25,14 +25,22 @@ type service struct {
 
 // propose stamps c with this node's clock and replicates it. The queue
 // name of an op on a queue is checked first; the cluster's ops (tick,
-// set limits, alarm) name none, and backpressure does not refuse them
-// (raftnode.ProposeControl): a node under load still moves its clock,
-// raises its alarm, and takes an operator's limits.
+// set limits, alarm) name none.
 func (s *service) propose(ctx context.Context, c queuefsm.Command) (raftnode.Applied, error) {
-	propose := s.node.Propose
+	return s.proposeWith(ctx, c, s.node.Propose)
+}
+
+// proposeControl is propose for this node's own loops (the tick, the
+// disk alarm): backpressure does not refuse them (raftnode.ProposeControl),
+// so a node under load still moves its clock and raises its alarm. Each
+// loop has one proposal out at a time.
+func (s *service) proposeControl(ctx context.Context, c queuefsm.Command) (raftnode.Applied, error) {
+	return s.proposeWith(ctx, c, s.node.ProposeControl)
+}
+
+func (s *service) proposeWith(ctx context.Context, c queuefsm.Command, propose func(context.Context, []byte) (raftnode.Applied, error)) (raftnode.Applied, error) {
 	switch c.Op {
 	case queuefsm.OpTick, queuefsm.OpSetLimits, queuefsm.OpAlarm:
-		propose = s.node.ProposeControl
 	default:
 		if err := checkName(c.Queue); err != nil {
 			return raftnode.Applied{}, err
@@ -205,7 +213,7 @@ func (s *service) tick(ctx context.Context, interval time.Duration) {
 		})
 		if pending {
 			pctx, cancel := context.WithTimeout(ctx, interval*4)
-			s.propose(pctx, queuefsm.Command{Op: queuefsm.OpTick})
+			s.proposeControl(pctx, queuefsm.Command{Op: queuefsm.OpTick})
 			cancel()
 		}
 	})
@@ -288,6 +296,14 @@ func unavailable(err error) error {
 		return fmt.Errorf("%w: %w: %w", httpapi.ErrUnavailable, httpapi.ErrNotApplied, err)
 	}
 	return fmt.Errorf("%w: %w", httpapi.ErrUnavailable, err)
+}
+
+// Counters are the raft node's counters, by name.
+func (s *service) Counters() map[string]uint64 {
+	c := s.node.Counters()
+	return map[string]uint64{"readys": c.Readys, "saved_entries": c.SavedEntries, "synced_readys": c.SyncedReadys,
+		"applied_entries": c.AppliedEntries, "messages_sent": c.MessagesSent, "groups": c.Groups,
+		"grouped_commands": c.GroupedCommands, "read_rounds": c.ReadRounds}
 }
 
 // LocalState hashes the state machine at this node's applied index. The

@@ -88,18 +88,24 @@ func (f *notifyingFSM) Apply(index uint64, cmd []byte) any {
 }
 
 // RestoreFrom replaces the state: any queue may have messages now, and a
-// waited-on queue that existed before and does not now was deleted.
+// waited-on queue that existed before and does not now was deleted. (One
+// deleted and made again within the snapshot's entries is not seen: its
+// waiters wait on, on the queue of that name.) mu is not held while the
+// state is read: the node's write lock, held, keeps waiters from joining
+// or handing turns back meanwhile, and leave or stopWaiting need not wait.
 func (f *notifyingFSM) RestoreFrom(r io.Reader) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	var existed []string
+	f.mu.Lock()
 	for q := range f.queues {
 		if f.FSM.HasQueue(q) {
 			existed = append(existed, q)
 		}
 	}
+	f.mu.Unlock()
 	err := f.FSM.RestoreFrom(r)
 	f.noteClock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	for _, q := range existed {
 		if !f.FSM.HasQueue(q) {
 			f.answerGone(q)
