@@ -40,6 +40,7 @@ type options struct {
 	fill        int
 	snapCount   int
 	nodeFlags   []string
+	phases      map[string]bool // nil: all
 }
 
 func parseFlags(args []string) (options, error) {
@@ -54,7 +55,8 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.jsonOut, "json", false, "print JSON instead of a table")
 	fs.BoolVar(&o.keep, "keep", false, "keep the local cluster's data dir")
 	fs.IntVar(&o.snapCount, "snapshot-count", 10000, "the local nodes' --snapshot-count")
-	var nodeFlags string
+	var nodeFlags, only string
+	fs.StringVar(&only, "phases", "", "run only these phases, comma-separated, of ceiling, enqueue, pop, batch, lease (default all; pop drains what enqueue queued)")
 	fs.StringVar(&nodeFlags, "node-flags", "", "extra flags for the local nodes, space-separated (to compare variants)")
 	fs.IntVar(&o.fill, "fill", 0, "after the phases, queue this many messages (in batches), then report peak RSS, the longest snapshot stall and a node's restart time (local cluster only)")
 	if err := fs.Parse(args); err != nil {
@@ -64,6 +66,15 @@ func parseFlags(args []string) (options, error) {
 		o.targets = strings.Split(targets, ",")
 	}
 	o.nodeFlags = strings.Fields(nodeFlags)
+	if only != "" {
+		o.phases = map[string]bool{}
+		for _, p := range strings.Split(only, ",") {
+			if !slices.Contains([]string{"ceiling", "enqueue", "pop", "batch", "lease"}, p) {
+				return o, fmt.Errorf("-phases: unknown phase %q", p)
+			}
+			o.phases[p] = true
+		}
+	}
 	for _, c := range strings.Split(conc, ",") {
 		v, err := strconv.Atoi(c)
 		if err != nil || v < 1 || v > 1024 {
@@ -172,6 +183,7 @@ func phases(o options, ceiling string, s *sampler) []Result {
 	t := o.targets
 	node := func(cl int) string { return t[cl%len(t)] }
 	var out []Result
+	want := func(p string) bool { return o.phases == nil || o.phases[p] }
 	// run, with what the nodes did meanwhile.
 	run := func(phase string, c, total, per int, req func(client, i int) (int, error)) Result {
 		before := s.take()
@@ -180,12 +192,18 @@ func phases(o options, ceiling string, s *sampler) []Result {
 		return r
 	}
 	for _, c := range o.concurrency {
+		if !want("ceiling") {
+			break
+		}
 		out = append(out, runPlain("ceiling (null HTTP handler)", c, o.n, 1, func(cl, i int) (int, error) {
 			_, _, err := post(ceiling, body, http.StatusCreated)
 			return 1, err
 		}))
 	}
 	for _, c := range o.concurrency {
+		if !want("enqueue") {
+			break
+		}
 		out = append(out, run("enqueue", c, o.n, 1, func(cl, i int) (int, error) {
 			_, _, err := post(node(cl)+"/queues/bench", body, http.StatusCreated)
 			return 1, err
@@ -198,19 +216,21 @@ func phases(o options, ceiling string, s *sampler) []Result {
 		}
 	}
 	c := o.concurrency[len(o.concurrency)-1]
-	out = append(out, run("dequeue (pop)", c, queued, 1, func(cl, i int) (int, error) {
-		status, _, err := get(node(cl) + "/queues/bench")
-		if err != nil {
-			return 0, err
-		}
-		if status == http.StatusNoContent {
-			return 0, nil
-		}
-		if status != http.StatusOK {
-			return 0, fmt.Errorf("status %d", status)
-		}
-		return 1, nil
-	}))
+	if want("pop") {
+		out = append(out, run("dequeue (pop)", c, queued, 1, func(cl, i int) (int, error) {
+			status, _, err := get(node(cl) + "/queues/bench")
+			if err != nil {
+				return 0, err
+			}
+			if status == http.StatusNoContent {
+				return 0, nil
+			}
+			if status != http.StatusOK {
+				return 0, fmt.Errorf("status %d", status)
+			}
+			return 1, nil
+		}))
+	}
 	batch := struct {
 		Messages []map[string]string `json:"messages"`
 	}{}
@@ -218,6 +238,9 @@ func phases(o options, ceiling string, s *sampler) []Result {
 		batch.Messages = append(batch.Messages, map[string]string{"body": string(body)})
 	}
 	bb, _ := json.Marshal(batch)
+	if !want("batch") {
+		return append(out, leaseAck(o, run, node, body)...)
+	}
 	out = append(out, run(fmt.Sprintf("batch enqueue (%d/request)", o.batch), 16, o.n*5, o.batch, func(cl, i int) (int, error) {
 		_, _, err := post(node(cl)+"/queues/b/batch", bb, http.StatusCreated)
 		return o.batch, err
@@ -233,7 +256,17 @@ func phases(o options, ceiling string, s *sampler) []Result {
 		}
 		return len(v.Messages), nil
 	}))
-	out = append(out, run("lease + ack", c, o.n, 1, func(cl, i int) (int, error) {
+	return append(out, leaseAck(o, run, node, body)...)
+}
+
+// leaseAck is the consumer phase: enqueue, lease, ack, one message at a
+// time per client.
+func leaseAck(o options, run func(string, int, int, int, func(int, int) (int, error)) Result, node func(int) string, body []byte) []Result {
+	if o.phases != nil && !o.phases["lease"] {
+		return nil
+	}
+	c := o.concurrency[len(o.concurrency)-1]
+	return []Result{run("lease + ack", c, o.n, 1, func(cl, i int) (int, error) {
 		if _, _, err := post(node(cl)+"/queues/leased", body, http.StatusCreated); err != nil {
 			return 0, err
 		}
@@ -252,8 +285,7 @@ func phases(o options, ceiling string, s *sampler) []Result {
 			return 0, fmt.Errorf("ack status %d", ack.StatusCode)
 		}
 		return 1, nil
-	}))
-	return out
+	})}
 }
 
 // cluster is a local 3-node cluster of real processes.
