@@ -58,6 +58,10 @@ type Config struct {
 	// MaxGroupsInFlight is how many groups of proposals (see Propose) this
 	// node may have on their way at once; 0 means DefaultMaxGroupsInFlight.
 	MaxGroupsInFlight int
+	// MaxInflightMsgs is raft's: how many MsgApps the leader sends a
+	// follower before waiting for its answers; 0 means
+	// DefaultMaxInflightMsgs.
+	MaxInflightMsgs int
 	// NoGroupCommit proposes every command as an entry of its own, as
 	// before group commit (for comparing the two).
 	NoGroupCommit bool
@@ -105,6 +109,16 @@ func (c Config) Validate() error {
 		return errors.New("raftnode: a logger is required")
 	}
 	return nil
+}
+
+// DefaultMaxInflightMsgs is raft's MaxInflightMsgs unless set.
+const DefaultMaxInflightMsgs = 256
+
+func (c Config) maxInflightMsgs() int {
+	if c.MaxInflightMsgs <= 0 {
+		return DefaultMaxInflightMsgs
+	}
+	return c.MaxInflightMsgs
 }
 
 // maxApplyBacklog is MaxApplyBacklog, or its default.

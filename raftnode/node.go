@@ -394,7 +394,7 @@ func (n *Node) startRaft() raft.Node {
 		MaxSizePerMsg:             1 << 20,
 		MaxCommittedSizePerReady:  64 << 20,
 		MaxUncommittedEntriesSize: n.cfg.maxUncommittedBytes(),
-		MaxInflightMsgs:           256,
+		MaxInflightMsgs:           n.cfg.maxInflightMsgs(),
 		MaxInflightBytes:          32 << 20, // in flight to one follower: bytes bound it, not only 256 × 1 MiB messages
 		CheckQuorum:               true,
 		PreVote:                   true,

@@ -65,6 +65,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.raft.TickInterval, "tick", raftnode.DefaultTickInterval, "raft tick (heartbeat interval)")
 	fs.IntVar(&c.raft.ElectionTicks, "election-ticks", raftnode.DefaultElectionTicks, "ticks without a leader before an election")
 	fs.IntVar(&c.raft.MaxGroupsInFlight, "max-groups-in-flight", raftnode.DefaultMaxGroupsInFlight, "groups of proposals this node may have on their way at once (proposals arriving meanwhile are gathered into the next)")
+	fs.IntVar(&c.raft.MaxInflightMsgs, "max-inflight-msgs", raftnode.DefaultMaxInflightMsgs, "MsgApps the leader sends a follower before waiting for its answers")
 	fs.BoolVar(&c.raft.NoGroupCommit, "no-group-commit", false, "propose every write as an entry of its own (for comparison)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof on this HOST:PORT (off by default; for profiling)")
