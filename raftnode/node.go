@@ -267,58 +267,75 @@ func (n *Node) PeerHandler() http.Handler {
 
 // Run starts raft and handles its Ready loop until ctx is cancelled (nil) or
 // a storage or transport failure (an error: the process must stop, as it
-// can no longer make durable promises).
+// can no longer make durable promises). It runs the read loop and the
+// group flusher beside the Ready loop and waits for both; the caller runs
+// PublishAPIURL.
 func (n *Node) Run(ctx context.Context) error {
 	defer close(n.stopped)
 	defer n.snapWG.Wait() // the store must not close under a snapshot write
 	defer n.transport.Stop()
-	joining := n.cfg.Join && !n.store.Existed()
-	if joining {
-		// The leader's first messages need an answer before this node has
-		// applied any membership: learn it from the peers.
-		ms, err := n.fetchMembers(ctx)
-		if err != nil {
-			return err
-		}
-		for _, m := range ms {
-			if m.ID != n.cfg.ID && len(m.PeerURLs) > 0 {
-				n.transport.AddRemote(types.ID(m.ID), m.PeerURLs)
-			}
-		}
+	if err := n.learnPeers(ctx); err != nil {
+		return err
 	}
 	n.raft = n.startRaft()
-	defer n.raft.Stop()
+	defer n.raft.Stop() // last: the loops below end first
 	close(n.started)
+	n.addKnownPeers()
+	stopLoops := n.startLoops()
+	defer stopLoops()
+	return n.loop(ctx)
+}
+
+// learnPeers, for a node joining with an empty data dir, learns the
+// members from its peers: the leader's first messages need an answer
+// before this node has applied any membership.
+func (n *Node) learnPeers(ctx context.Context) error {
+	if !n.cfg.Join || n.store.Existed() {
+		return nil
+	}
+	ms, err := n.fetchMembers(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.ID != n.cfg.ID && len(m.PeerURLs) > 0 {
+			n.transport.AddRemote(types.ID(m.ID), m.PeerURLs)
+		}
+	}
+	return nil
+}
+
+// addKnownPeers adds the members known from the data dir, then the
+// initial members --cluster lists in id order (those known keep their
+// URLs).
+func (n *Node) addKnownPeers() {
 	n.mu.RLock()
 	for _, m := range n.members.list() {
 		n.addPeer(m)
 	}
 	n.mu.RUnlock()
 	if !n.cfg.Join {
-		// --cluster lists the initial members in id order; peers known
-		// from the data dir were added above and keep their URLs.
 		for i, u := range n.cfg.Peers {
 			if id := uint64(i + 1); id != n.cfg.ID {
 				n.transport.AddPeer(types.ID(id), []string{u})
 			}
 		}
 	}
-	pubCtx, stopPublish := context.WithCancel(context.Background())
-	defer stopPublish()
-	go n.publishAPIURL(pubCtx)
-	readCtx, stopReads := context.WithCancel(context.Background())
-	var reads sync.WaitGroup
-	reads.Add(1)
-	go func() { defer reads.Done(); n.readLoop(readCtx) }()
-	defer reads.Wait() // before raft stops (deferred earlier, so run later)
-	defer stopReads()
-	groupCtx, stopGroups := context.WithCancel(context.Background())
-	var flusher sync.WaitGroup
-	flusher.Add(1)
-	go func() { defer flusher.Done(); n.flushGroups(groupCtx) }()
-	defer flusher.Wait()
-	defer stopGroups()
+}
 
+// startLoops starts the read loop and the group flusher; the function it
+// returns stops them and waits for them.
+func (n *Node) startLoops() func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); n.readLoop(ctx) }()
+	go func() { defer wg.Done(); n.flushGroups(ctx) }()
+	return func() { cancel(); wg.Wait() }
+}
+
+// loop ticks raft and dispatches what arrives until the node must stop.
+func (n *Node) loop(ctx context.Context) error {
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
 	done := ctx.Done()
@@ -328,44 +345,66 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-ticker.C:
 			n.raft.Tick()
 		case rd := <-n.raft.Ready():
-			if err := n.handleReady(rd); err != nil {
+			if stop, err := n.onReady(rd, handoff != nil); stop || err != nil {
 				return err
-			}
-			if n.removedSelf {
-				n.lg.Warn("this node was removed from the cluster; stopping")
-				return ErrRemoved
-			}
-			if lead := n.lead.Load(); handoff != nil && lead != n.cfg.ID && lead != raft.None {
-				n.lg.Info("leadership handed over; stopping")
-				return nil
 			}
 		case r := <-n.snapDone:
 			if err := n.snapshotSaved(r); err != nil {
 				return err
 			}
 		case err := <-n.transport.ErrorC:
-			// rafthttp reports peers answering 410 Gone to this node.
-			if strings.Contains(err.Error(), "permanently removed") {
-				n.lg.Warn("peers report this node removed from the cluster; stopping", zap.Error(err))
-				return ErrRemoved
-			}
-			return fmt.Errorf("raftnode: transport: %w", err)
+			return n.onTransportError(err)
 		case <-done:
 			done = nil
-			target := n.handoffTarget()
-			if target == 0 {
+			if handoff = n.startHandoff(); handoff == nil {
 				return nil
 			}
-			// A leader that just vanished leaves followers forwarding
-			// proposals into the void until they time out; hand over first.
-			n.lg.Info("transferring leadership before stopping", zap.Uint64("to", target))
-			n.raft.TransferLeadership(context.Background(), n.cfg.ID, target)
-			handoff = time.After(2 * time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval)
 		case <-handoff:
 			n.lg.Warn("leadership transfer did not finish; stopping anyway")
 			return nil
 		}
 	}
+}
+
+// onReady handles one Ready; stop when the node must stop now: it was
+// removed, or, while handing over, another node leads.
+func (n *Node) onReady(rd raft.Ready, handingOff bool) (stop bool, err error) {
+	if err := n.handleReady(rd); err != nil {
+		return true, err
+	}
+	if n.removedSelf {
+		n.lg.Warn("this node was removed from the cluster; stopping")
+		return true, ErrRemoved
+	}
+	if lead := n.lead.Load(); handingOff && lead != n.cfg.ID && lead != raft.None {
+		n.lg.Info("leadership handed over; stopping")
+		return true, nil
+	}
+	return false, nil
+}
+
+// onTransportError is fatal: rafthttp reports peers answering 410 Gone
+// to this node (it was removed), or a failure of its own.
+func (n *Node) onTransportError(err error) error {
+	if strings.Contains(err.Error(), "permanently removed") {
+		n.lg.Warn("peers report this node removed from the cluster; stopping", zap.Error(err))
+		return ErrRemoved
+	}
+	return fmt.Errorf("raftnode: transport: %w", err)
+}
+
+// startHandoff, when this node leads, transfers leadership before it
+// stops and returns when to give up waiting; nil when there is nothing
+// to hand over. A leader that just vanished leaves followers forwarding
+// proposals into the void until they time out.
+func (n *Node) startHandoff() <-chan time.Time {
+	target := n.handoffTarget()
+	if target == 0 {
+		return nil
+	}
+	n.lg.Info("transferring leadership before stopping", zap.Uint64("to", target))
+	n.raft.TransferLeadership(context.Background(), n.cfg.ID, target)
+	return time.After(2 * time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval)
 }
 
 // handoffTarget returns the most up-to-date voter to lead after this node

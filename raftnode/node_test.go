@@ -113,6 +113,7 @@ func (c *cluster) start(i int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &member{id: id, node: node, fsm: fsm, store: store, cancel: cancel, done: make(chan error, 1), srv: srv}
 	go func() { m.done <- node.Run(ctx) }()
+	go node.PublishAPIURL(ctx)
 	c.members[i] = m
 }
 

@@ -91,9 +91,18 @@ func (n *Node) applyInternal(data []byte) any {
 	return nil
 }
 
-// publishAPIURL proposes this node's API URL until the log has it.
-func (n *Node) publishAPIURL(ctx context.Context) {
+// PublishAPIURL proposes this node's API URL (Config.APIURL) until the
+// log has it, so every node lists it, or until ctx ends or the node
+// stops. The caller runs it beside Run and waits for it.
+func (n *Node) PublishAPIURL(ctx context.Context) {
 	if n.cfg.APIURL == "" {
+		return
+	}
+	select {
+	case <-n.started:
+	case <-n.stopped:
+		return
+	case <-ctx.Done():
 		return
 	}
 	data, err := json.Marshal(internalCommand{Publish: &publish{ID: n.cfg.ID, APIURL: n.cfg.APIURL}})
@@ -121,6 +130,8 @@ func (n *Node) publishAPIURL(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
+			return
+		case <-n.stopped:
 			return
 		case <-time.After(500 * time.Millisecond):
 		}

@@ -206,6 +206,8 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 	nodeCtx, stopNode := context.WithCancel(context.Background())
 	nodeErr := make(chan error, 1)
 	go func() { nodeErr <- node.Run(nodeCtx) }()
+	publishDone := make(chan struct{})
+	go func() { defer close(publishDone); node.PublishAPIURL(nodeCtx) }()
 	go svc.tick(nodeCtx, tickEvery)
 	alarmDone := make(chan struct{})
 	go func() {
@@ -235,6 +237,7 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 		}
 	}
 	<-alarmDone // its proposal, if any, ended with the node
+	<-publishDone
 	shutdown(peer, time.Second)
 	return failure
 }
