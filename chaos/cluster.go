@@ -468,6 +468,27 @@ func (c *Cluster) State(ctx context.Context, id uint64) (LocalState, error) {
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
+// Counters reads a node's GET /debug/counters (counts since its process
+// started).
+func (c *Cluster) Counters(ctx context.Context, id uint64) (map[string]uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, stateTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Node(id).API+"/debug/counters", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := stateClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("chaos: node %d /debug/counters: %s", id, resp.Status)
+	}
+	var out map[string]uint64
+	return out, json.NewDecoder(resp.Body).Decode(&out)
+}
+
 // states reads the local state of nodes at once, so that one slow node
 // neither delays the others nor lets their indexes move apart meanwhile.
 func (c *Cluster) states(ctx context.Context, nodes []*Node) ([]LocalState, []error) {

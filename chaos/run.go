@@ -47,8 +47,12 @@ type Result struct {
 	Report    *Report         `json:"report"`
 	Stats     *Stats          `json:"nemesis"`
 	Failovers []time.Duration `json:"failovers"` // leader fault → first acknowledged enqueue
-	Problems  []string        `json:"problems"`  // from every stage
-	Dir       string          `json:"dir"`
+	// Groups and GroupedCommands are what the nodes running at the end of
+	// the traffic proposed since they last started: entries, and the
+	// commands those carried.
+	Groups, GroupedCommands uint64
+	Problems                []string `json:"problems"` // from every stage
+	Dir                     string   `json:"dir"`
 }
 
 // OK reports whether the run found no problem.
@@ -97,6 +101,12 @@ func Run(ctx context.Context, s Scenario, cfg RunConfig) (*Result, error) {
 		return nil, err
 	}
 	res.Problems = append(res.Problems, res.Stats.Problems...)
+	for _, n := range c.Members() {
+		if cs, err := c.Counters(ctx, n.ID); err == nil {
+			res.Groups += cs["groups"]
+			res.GroupedCommands += cs["grouped_commands"]
+		}
+	}
 	res.Problems = append(res.Problems, settle(ctx, s, c, h, lg)...)
 
 	ops := h.Ops()
