@@ -71,6 +71,8 @@ func NewRouter(q Queue, c Cluster, lg *zap.Logger, opts Options) http.Handler {
 	r.HandleFunc("/queues/{queue}/messages/{id}", a.ack).Methods(http.MethodDelete)
 	r.HandleFunc("/queues/{queue}/messages/{id}/release", a.release).Methods(http.MethodPost)
 	r.HandleFunc("/queues/{queue}/messages/{id}/extend", a.extend).Methods(http.MethodPost)
+	r.HandleFunc("/queues/{queue}/acks", a.acks).Methods(http.MethodPost)
+	r.HandleFunc("/queues/{queue}/releases", a.releases).Methods(http.MethodPost)
 	r.HandleFunc("/queues/{queue}", a.deleteQueue).Methods(http.MethodDelete)
 	r.HandleFunc("/queues/{queue}/config", a.configure).Methods(http.MethodPut)
 	r.HandleFunc("/queues/{queue}/purge", a.purge).Methods(http.MethodPost)
