@@ -34,6 +34,10 @@ type Options struct {
 	MaxMessageBytes int64         // largest message body accepted
 	RequestTimeout  time.Duration // deadline for each replicated operation
 	MaxWaiters      int           // long polls waiting at once
+	// Ops serves /healthz, /readyz, /mgmt/status and /metrics (nil: those
+	// routes answer 404); Metrics observes requests and refusals.
+	Ops     Operations
+	Metrics Metrics
 }
 
 func (o Options) withDefaults() Options {
@@ -55,11 +59,12 @@ type api struct {
 	lg      *zap.Logger
 	opts    Options
 	waiters atomic.Int64 // long polls waiting now
+	ops     Operations
 }
 
 // NewRouter returns the client API handler.
 func NewRouter(q Queue, c Cluster, lg *zap.Logger, opts Options) http.Handler {
-	a := &api{q: q, c: c, lg: lg, opts: opts.withDefaults()}
+	a := &api{q: q, c: c, lg: lg, opts: opts.withDefaults(), ops: opts.Ops}
 	// No path cleaning: the router would answer /queues/. and /queues/..
 	// with a redirect elsewhere instead of letting the name be refused.
 	r := mux.NewRouter().SkipClean(true)
@@ -90,6 +95,13 @@ func NewRouter(q Queue, c Cluster, lg *zap.Logger, opts Options) http.Handler {
 	r.HandleFunc("/mgmt/limits", a.setLimits).Methods(http.MethodPut)
 	r.HandleFunc("/debug/state", a.localState).Methods(http.MethodGet)
 	r.HandleFunc("/debug/counters", a.counters).Methods(http.MethodGet)
+	if a.ops != nil {
+		r.HandleFunc("/healthz", a.healthz).Methods(http.MethodGet)
+		r.HandleFunc("/readyz", a.readyz).Methods(http.MethodGet)
+		r.HandleFunc("/mgmt/status", a.status).Methods(http.MethodGet)
+		r.HandleFunc("/metrics", a.metricsRoute).Methods(http.MethodGet)
+	}
+	r.Use(observeRoute)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for %s", r.URL.Path))
 	})
@@ -286,6 +298,9 @@ func (a *api) failWrite(w http.ResponseWriter, err error) {
 
 func (a *api) failOutcome(w http.ResponseWriter, err error, outcome string) {
 	status := statusFor(err)
+	if limit, scope, ok := refusalOf(err); ok && a.opts.Metrics != nil {
+		a.opts.Metrics.Refused(limit, scope)
+	}
 	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")
 	}
@@ -309,8 +324,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func (a *api) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK, route: "unmatched"}
 		next.ServeHTTP(rec, r)
+		if a.opts.Metrics != nil {
+			a.opts.Metrics.Request(rec.route, r.Method, rec.status, time.Since(start))
+		}
 		if ce := a.lg.Check(zap.DebugLevel, "request"); ce != nil { // no fields built unless logged
 			ce.Write(zap.String("method", r.Method), zap.String("path", r.URL.Path),
 				zap.Int("status", rec.status), zap.Duration("took", time.Since(start)))
@@ -321,6 +339,7 @@ func (a *api) logRequests(next http.Handler) http.Handler {
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	route  string // the matched route's template (observeRoute)
 }
 
 func (s *statusRecorder) WriteHeader(code int) {

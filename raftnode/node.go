@@ -110,8 +110,12 @@ type Applied struct {
 // Status is a point-in-time view of the node.
 type Status struct {
 	Leader  uint64 // 0 when none is known
+	Term    uint64 // the latest persisted term
+	Commit  uint64 // the commit index last persisted (as heard from the leader)
 	Applied uint64
-	Members []Member
+	// SnapshotIndex is the index of the newest snapshot saved or restored.
+	SnapshotIndex uint64
+	Members       []Member
 }
 
 // Counters are what this node's raft machinery has done since it started:
@@ -127,11 +131,22 @@ type Counters struct {
 	// ReadRounds counts the ReadIndex rounds this node has had answered:
 	// one serves every ReadBarrier that joined it.
 	ReadRounds uint64
+	// LeaderChanges counts the changes of leader this node saw.
+	LeaderChanges uint64
+	// ProposalsApplied and ProposalsFailed count Propose's calls that
+	// returned an Applied or an error; ProposalsPending those waiting now.
+	ProposalsApplied, ProposalsFailed, ProposalsPending uint64
+	// Snapshots counts the snapshots this node saved; SnapshotSeconds the
+	// time they took in all, in the background.
+	Snapshots       uint64
+	SnapshotSeconds float64
 }
 
 // counters are Counters as the raft goroutine updates them.
 type counters struct {
 	readys, savedEntries, syncedReadys, appliedEntries, messagesSent atomic.Uint64
+	leaderChanges, applied, failed, snapshots, snapshotNanos         atomic.Uint64
+	pending                                                          atomic.Int64
 }
 
 // Node is one raft member. Create it with New, then call Run.
@@ -176,9 +191,10 @@ type Node struct {
 	// Owned by the raft goroutine.
 	confState     *raftpb.ConfState
 	snapshotIndex uint64
-	removedSelf   bool   // this node applied its own removal
-	snapshotting  bool   // a snapshot is being written in the background
-	appliedBytes  uint64 // entry bytes applied since the last snapshot began
+	snapIndex     atomic.Uint64 // snapshotIndex, for Status
+	removedSelf   bool          // this node applied its own removal
+	snapshotting  bool          // a snapshot is being written in the background
+	appliedBytes  uint64        // entry bytes applied since the last snapshot began
 	snapDone      chan snapResult
 	snapWG        sync.WaitGroup
 
@@ -461,7 +477,16 @@ func (n *Node) startRaft() raft.Node {
 // The command joins this node's next group (see group.go): it is
 // proposed with the others gathered while earlier groups were on their
 // way, in one entry, and its result is its own.
-func (n *Node) Propose(ctx context.Context, cmd []byte) (Applied, error) {
+func (n *Node) Propose(ctx context.Context, cmd []byte) (a Applied, err error) {
+	n.counts.pending.Add(1)
+	defer func() {
+		n.counts.pending.Add(-1)
+		if err != nil {
+			n.counts.failed.Add(1)
+		} else {
+			n.counts.applied.Add(1)
+		}
+	}()
 	if err := n.checkBacklog(); err != nil {
 		return Applied{}, err
 	}
@@ -599,6 +624,9 @@ func (n *Node) setLeader(lead uint64) {
 		return
 	}
 	n.groups.lost()
+	if lead != raft.None {
+		n.counts.leaderChanges.Add(1) // as etcd's leader_changes_seen_total
+	}
 	n.leaderMu.Lock()
 	defer n.leaderMu.Unlock()
 	if n.leaderChanged != nil {
@@ -688,7 +716,8 @@ func (n *Node) Status() Status {
 	n.mu.RLock()
 	members := n.members.list()
 	n.mu.RUnlock()
-	return Status{Leader: n.lead.Load(), Applied: n.applied.Load(), Members: members}
+	return Status{Leader: n.lead.Load(), Term: n.term.Load(), Commit: n.committed.Load(), Applied: n.applied.Load(),
+		SnapshotIndex: n.snapIndex.Load(), Members: members}
 }
 
 // Counters reads the node's counters.
@@ -697,5 +726,8 @@ func (n *Node) Counters() Counters {
 	return Counters{Readys: n.counts.readys.Load(), SavedEntries: n.counts.savedEntries.Load(),
 		SyncedReadys: n.counts.syncedReadys.Load(), AppliedEntries: n.counts.appliedEntries.Load(),
 		MessagesSent: n.counts.messagesSent.Load(), Groups: gs.Groups, GroupedCommands: gs.Commands,
-		ReadRounds: n.reads.answered.Load()}
+		ReadRounds: n.reads.answered.Load(), LeaderChanges: n.counts.leaderChanges.Load(),
+		ProposalsApplied: n.counts.applied.Load(), ProposalsFailed: n.counts.failed.Load(),
+		ProposalsPending: uint64(max(0, n.counts.pending.Load())), Snapshots: n.counts.snapshots.Load(),
+		SnapshotSeconds: time.Duration(n.counts.snapshotNanos.Load()).Seconds()}
 }

@@ -310,6 +310,7 @@ func (n *Node) restore(snap *raftpb.Snapshot) error {
 	n.members = members
 	n.confState = md.GetConfState()
 	n.snapshotIndex = md.GetIndex()
+	n.snapIndex.Store(n.snapshotIndex)
 	n.appliedBytes = 0
 	n.appliedTerm.Store(md.GetTerm())
 	n.applied.Store(md.GetIndex())
@@ -386,6 +387,9 @@ func (n *Node) snapshotSaved(r snapResult) error {
 	}
 
 	n.snapshotIndex = max(n.snapshotIndex, r.index)
+	n.snapIndex.Store(n.snapshotIndex)
+	n.counts.snapshots.Add(1)
+	n.counts.snapshotNanos.Add(uint64(r.took))
 	n.lg.Info("saved snapshot", zap.Uint64("index", r.index), zap.Uint64("compacted-to", r.compactTo), zap.Int64("bytes", r.bytes),
 		zap.Duration("took", r.stall), // how long the Ready loop waited
 		zap.Duration("capture", r.capture),

@@ -398,3 +398,27 @@ func (s *Store) Close() error {
 	}
 	return nil
 }
+
+// DiskUsage is the bytes the WAL files and the snapshot files take on
+// disk now (what their sizes say; preallocated WAL space counts).
+func (s *Store) DiskUsage() (walBytes, snapBytes int64, err error) {
+	if walBytes, err = dirBytes(s.walDir); err != nil {
+		return 0, 0, err
+	}
+	snapBytes, err = dirBytes(s.snapDir)
+	return walBytes, snapBytes, err
+}
+
+func dirBytes(dir string) (int64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("wal: read %s: %w", dir, err)
+	}
+	var total int64
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
+			total += info.Size()
+		}
+	}
+	return total, nil
+}

@@ -417,3 +417,18 @@ func TestOldFilesArePurged(t *testing.T) {
 		t.Fatalf("%d snapshot files and %d state files kept, want %d", len(snaps), len(states), keepFiles)
 	}
 }
+
+// DiskUsage counts the WAL's files (its preallocated segment included) and
+// the snapshot files.
+func TestDiskUsage(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	defer s.Close()
+	if err := s.Save(hardState(1, 5), entries(1, 1, 5), nil); err != nil {
+		t.Fatal(err)
+	}
+	walBytes, snapBytes, err := s.DiskUsage()
+	if err != nil || walBytes < 64<<20 || snapBytes != 0 {
+		t.Fatalf("wal %d, snap %d, %v: want a 64 MiB segment and no snapshot", walBytes, snapBytes, err)
+	}
+}

@@ -196,7 +196,8 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 		}
 	}()
 	port.Attach(node)
-	svc := &service{node: node, fsm: fsm, clock: clk}
+	svc := &service{node: node, fsm: fsm, clock: clk, store: store, started: time.Now()}
+	svc.metrics = newMetrics(svc)
 	api := newAPIServer(c, svc, lg)
 	if c.pprofAddr != "" {
 		go servePprof(c.pprofAddr, lg)
@@ -360,7 +361,8 @@ func openNode(ctx context.Context, c config, lg *zap.Logger, port *raftnode.Peer
 
 func newAPIServer(c config, svc *service, lg *zap.Logger) *http.Server {
 	return &http.Server{
-		Handler:           httpapi.NewRouter(svc, svc, lg.Named("http"), httpapi.Options{MaxMessageBytes: c.maxMessage, RequestTimeout: c.requestTimeout, MaxWaiters: c.maxWaiters}),
+		Handler: httpapi.NewRouter(svc, svc, lg.Named("http"), httpapi.Options{MaxMessageBytes: c.maxMessage,
+			RequestTimeout: c.requestTimeout, MaxWaiters: c.maxWaiters, Ops: svc, Metrics: svc.metrics}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		// A long poll: its wait, a take begun as it ends, then a read

@@ -12,6 +12,7 @@ import (
 	"github.com/raftq/raftq/httpapi"
 	"github.com/raftq/raftq/queuefsm"
 	"github.com/raftq/raftq/raftnode"
+	"github.com/raftq/raftq/wal"
 )
 
 // service implements httpapi.Queue and httpapi.Cluster over a raft node and
@@ -21,6 +22,9 @@ type service struct {
 	fsm     *notifyingFSM
 	clock   clock
 	stateMu sync.Mutex // one /debug/state capture at a time
+	store   *wal.Store // for its disk usage
+	started time.Time
+	metrics *promMetrics
 }
 
 // propose stamps c with this node's clock and replicates it. The queue
@@ -127,6 +131,9 @@ func (s *service) Lease(ctx context.Context, queue string, ttl time.Duration) (h
 		return httpapi.Lease{}, false, httpapi.LogPosition{}, err
 	}
 	r, err := result[queuefsm.DequeueResult](a)
+	if r.Found && r.Message.Deliveries > 1 && s.metrics != nil {
+		s.metrics.redelivered.Inc()
+	}
 	return httpapi.Lease{Message: apiMessage(r.Message), Token: r.Token, Expires: localTime(r.Expires, r.Now)}, r.Found, position(a), err
 }
 
