@@ -98,6 +98,21 @@ func startCluster(t *testing.T, n int, flags ...string) *cluster {
 // startClusterOn is startCluster with node i's data dir in dirs[i] where
 // given.
 func startClusterOn(t *testing.T, n int, dirs map[int]string, flags ...string) *cluster {
+	c := prepareCluster(t, n, dirs, flags...)
+	c.startAll()
+	return c
+}
+
+// startAll starts every node and waits for a leader.
+func (c *cluster) startAll() {
+	for i := range c.procs {
+		c.start(i)
+	}
+	c.leader()
+}
+
+// prepareCluster picks the ports and dirs of a cluster, starting nothing.
+func prepareCluster(t *testing.T, n int, dirs map[int]string, flags ...string) *cluster {
 	c := &cluster{t: t, flags: flags}
 	var peers []string
 	for i := 1; i <= n; i++ {
@@ -124,10 +139,6 @@ func startClusterOn(t *testing.T, n int, dirs map[int]string, flags ...string) *
 			}
 		}
 	})
-	for i := range c.procs {
-		c.start(i)
-	}
-	c.leader()
 	return c
 }
 
@@ -259,7 +270,28 @@ func (c *cluster) leader() int {
 	return -1
 }
 
-var client = &http.Client{Timeout: 20 * time.Second}
+var client = &http.Client{Timeout: 20 * time.Second, Transport: harnessTokens}
+
+// harnessTokens adds a bearer token to the harness's requests to the
+// hosts a test registered (a cluster started with --auth-token-file), so
+// that its helpers work there; requests that test auth use rawClient.
+var harnessTokens = &tokenTransport{base: http.DefaultTransport}
+
+type tokenTransport struct {
+	base  http.RoundTripper
+	hosts sync.Map // host:port → token
+}
+
+func (t *tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if tok, ok := t.hosts.Load(r.URL.Host); ok && r.Header.Get("Authorization") == "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+tok.(string))
+	}
+	return t.base.RoundTrip(r)
+}
+
+// rawClient sends exactly what a test builds.
+var rawClient = &http.Client{Timeout: 20 * time.Second}
 
 func getJSON(url string, v any) (int, error) {
 	resp, err := client.Get(url)

@@ -38,6 +38,10 @@ type Options struct {
 	// routes answer 404); Metrics observes requests and refusals.
 	Ops     Operations
 	Metrics Metrics
+	// Auth checks bearer tokens (nil: no tokens, all allowed);
+	// MetricsAuth makes /metrics need a valid token too.
+	Auth        Authorizer
+	MetricsAuth bool
 }
 
 func (o Options) withDefaults() Options {
@@ -102,6 +106,9 @@ func NewRouter(q Queue, c Cluster, lg *zap.Logger, opts Options) http.Handler {
 		r.HandleFunc("/metrics", a.metricsRoute).Methods(http.MethodGet)
 	}
 	r.Use(observeRoute)
+	if a.opts.Auth != nil {
+		r.Use(a.authorize)
+	}
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for %s", r.URL.Path))
 	})
@@ -258,6 +265,10 @@ func statusFor(err error) int {
 	switch {
 	case errors.Is(err, ErrInvalid):
 		return http.StatusBadRequest
+	case errors.Is(err, ErrUnauthorized):
+		return http.StatusUnauthorized
+	case errors.Is(err, ErrForbidden):
+		return http.StatusForbidden
 	case errors.Is(err, ErrUnavailable):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, ErrNotFound):

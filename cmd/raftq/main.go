@@ -41,6 +41,8 @@ type config struct {
 	minFreeBytes   uint64
 	logLevel       string
 	pprofAddr      string
+	authTokenFile  string
+	metricsAuth    bool
 }
 
 func parseFlags(args []string) (config, error) {
@@ -67,6 +69,8 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.raft.MaxGroupsInFlight, "max-groups-in-flight", raftnode.DefaultMaxGroupsInFlight, "groups of proposals this node may have on their way at once (proposals arriving meanwhile are gathered into the next)")
 	fs.IntVar(&c.raft.MaxInflightMsgs, "max-inflight-msgs", raftnode.DefaultMaxInflightMsgs, "MsgApps the leader sends a follower before waiting for its answers")
 	fs.BoolVar(&c.raft.NoGroupCommit, "no-group-commit", false, "propose every write as an entry of its own (for comparison)")
+	fs.StringVar(&c.authTokenFile, "auth-token-file", "", "bearer tokens and their roles, one per line: TOKEN producer,consumer,admin (# comments); reread on SIGHUP. Without it, no token is needed")
+	fs.BoolVar(&c.metricsAuth, "metrics-auth", false, "with --auth-token-file, /metrics needs a valid token too")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof on this HOST:PORT (off by default; for profiling)")
 	if err := fs.Parse(args); err != nil {
@@ -196,9 +200,19 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 		}
 	}()
 	port.Attach(node)
+	var auth httpapi.Authorizer // nil: no tokens
+	if c.authTokenFile != "" {
+		tk, err := loadTokens(c.authTokenFile)
+		if err != nil {
+			return err
+		}
+		lg.Info("auth tokens loaded", zap.Int("tokens", tk.count()))
+		go reloadOnHUP(ctx, tk, lg)
+		auth = tk
+	}
 	svc := &service{node: node, fsm: fsm, clock: clk, store: store, started: time.Now()}
 	svc.metrics = newMetrics(svc)
-	api := newAPIServer(c, svc, lg)
+	api := newAPIServer(c, svc, auth, lg)
 	if c.pprofAddr != "" {
 		go servePprof(c.pprofAddr, lg)
 	}
@@ -359,10 +373,11 @@ func openNode(ctx context.Context, c config, lg *zap.Logger, port *raftnode.Peer
 	return store, node, fsm, nil
 }
 
-func newAPIServer(c config, svc *service, lg *zap.Logger) *http.Server {
+func newAPIServer(c config, svc *service, auth httpapi.Authorizer, lg *zap.Logger) *http.Server {
 	return &http.Server{
 		Handler: httpapi.NewRouter(svc, svc, lg.Named("http"), httpapi.Options{MaxMessageBytes: c.maxMessage,
-			RequestTimeout: c.requestTimeout, MaxWaiters: c.maxWaiters, Ops: svc, Metrics: svc.metrics}),
+			RequestTimeout: c.requestTimeout, MaxWaiters: c.maxWaiters, Ops: svc, Metrics: svc.metrics,
+			Auth: auth, MetricsAuth: c.metricsAuth}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		// A long poll: its wait, a take begun as it ends, then a read
