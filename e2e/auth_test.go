@@ -88,7 +88,7 @@ func TestAuthTokens(t *testing.T) {
 		{"PUT", "/mgmt/limits", `{"max_queues":9000}`, "A"},
 		{"DELETE", "/mgmt/alarms/9", "", "A"},
 		{"POST", "/mgmt/leader", fmt.Sprintf(`{"id":%d}`, c.procs[l].id), "A"}, // forwarded to the leader
-		{"POST", "/mgmt/nodes", `{"id":9,"peer_urls":["http://127.0.0.1:1"]}`, "A"},
+		{"POST", "/mgmt/nodes", `{"id":9,"peer_url":"http://127.0.0.1:1"}`, "A"},
 		{"DELETE", "/mgmt/nodes/9", "", "A"},
 		{"POST", "/mgmt/nodes/9/promote", "", "A"},
 		{"GET", "/debug/state", "", "A"},

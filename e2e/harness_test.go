@@ -81,6 +81,7 @@ type proc struct {
 	logPath string
 	cmd     *exec.Cmd
 	exited  chan struct{}
+	flags   []string // this node's own, after the cluster's
 }
 
 type cluster struct {
@@ -162,9 +163,10 @@ func (c *cluster) spawn(i int) {
 		c.t.Fatal(err)
 	}
 	args := append([]string{"--id", strconv.Itoa(p.id), "--cluster", c.peers,
-		"--api-addr", strings.TrimPrefix(p.api, "http://"), "--data-dir", p.dataDir}, c.flags...)
+		"--api-addr", hostPort(p.api), "--data-dir", p.dataDir}, c.flags...)
+	args = append(args, p.flags...)
 	if p.join {
-		args = append(args, "--join", "--listen-peer", strings.TrimPrefix(p.peer, "http://"))
+		args = append(args, "--join", "--listen-peer", hostPort(p.peer))
 	}
 	p.cmd = exec.Command(binary, args...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
@@ -173,6 +175,11 @@ func (c *cluster) spawn(i int) {
 	}
 	p.exited = make(chan struct{})
 	go func() { p.cmd.Wait(); logf.Close(); close(p.exited) }()
+}
+
+// hostPort is a URL's host:port.
+func hostPort(u string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(u, "http://"), "https://")
 }
 
 // running reports whether p's process was started and has not exited.
@@ -209,7 +216,7 @@ func (c *cluster) waitServing(p *proc) {
 			c.t.Fatalf("node %d exited during start: %v", p.id, p.cmd.ProcessState)
 		default:
 		}
-		if conn, err := net.DialTimeout("tcp", strings.TrimPrefix(p.api, "http://"), time.Second); err == nil {
+		if conn, err := net.DialTimeout("tcp", hostPort(p.api), time.Second); err == nil {
 			conn.Close()
 			return
 		}
@@ -280,12 +287,16 @@ var harnessTokens = &tokenTransport{base: http.DefaultTransport}
 type tokenTransport struct {
 	base  http.RoundTripper
 	hosts sync.Map // host:port → token
+	tls   sync.Map // host:port → the RoundTripper for a TLS cluster
 }
 
 func (t *tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if tok, ok := t.hosts.Load(r.URL.Host); ok && r.Header.Get("Authorization") == "" {
 		r = r.Clone(r.Context())
 		r.Header.Set("Authorization", "Bearer "+tok.(string))
+	}
+	if rt, ok := t.tls.Load(r.URL.Host); ok {
+		return rt.(http.RoundTripper).RoundTrip(r)
 	}
 	return t.base.RoundTrip(r)
 }

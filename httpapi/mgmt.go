@@ -108,6 +108,7 @@ func (a *api) forward(w http.ResponseWriter, r *http.Request, to string) {
 		return
 	}
 	p := httputil.NewSingleHostReverseProxy(target)
+	p.Transport = a.opts.Forward
 	p.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
 		a.failWrite(w, fmt.Errorf("%w: forwarding to the leader at %s: %v", ErrUnavailable, to, err))
 	}

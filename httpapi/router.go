@@ -42,6 +42,9 @@ type Options struct {
 	// MetricsAuth makes /metrics need a valid token too.
 	Auth        Authorizer
 	MetricsAuth bool
+	// Forward carries requests forwarded to the leader's API (nil: the
+	// default transport; with TLS, one trusting the API's CA).
+	Forward http.RoundTripper
 }
 
 func (o Options) withDefaults() Options {

@@ -100,7 +100,7 @@ func (p *PeerPort) discoverBootstrap(ctx context.Context) (uint64, error) {
 			return own, nil
 		}
 		var unreachable []string
-		for i, r := range askPeers(ctx, others, p.cfg.PeerLocalAddr) {
+		for i, r := range askPeers(ctx, others, p.cfg) {
 			if r.err != nil {
 				unreachable = append(unreachable, r.err.Error())
 				continue
@@ -168,7 +168,7 @@ func (p *PeerPort) discoverJoin(ctx context.Context) (uint64, error) {
 	for {
 		var unreachable []string
 		clusters := map[uint64][]string{}
-		for _, r := range askPeers(ctx, p.cfg.Peers, p.cfg.PeerLocalAddr) {
+		for _, r := range askPeers(ctx, p.cfg.Peers, p.cfg) {
 			switch {
 			case r.err != nil:
 				unreachable = append(unreachable, r.err.Error())

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.uber.org/zap"
 )
 
@@ -44,6 +45,12 @@ type Config struct {
 	// with several addresses, peers see this node come from the address
 	// they expect. The fault suite uses it to tell nodes apart on loopback.
 	PeerLocalAddr string
+	// PeerTLS, when not empty, is the peers' mutual TLS (etcd's
+	// --peer-cert-file, --peer-key-file, --peer-trusted-ca-file): rafthttp
+	// and the bootstrap and join questions present this certificate and
+	// trust only peers whose certificate the CA signed; Peers are https.
+	// The peer listener's side is PeerTLS.ServerConfig(), in cmd/raftq.
+	PeerTLS transport.TLSInfo
 	// MaxApplyBacklog bounds how far applying may lag behind the commit
 	// index on this node (etcd's maxGapBetweenApplyAndCommitIndex): while
 	// commit − applied is above it, Propose refuses new proposals at once
@@ -102,6 +109,9 @@ func (c Config) Validate() error {
 	if c.TickInterval <= 0 || c.ElectionTicks < 3 {
 		return errors.New("raftnode: tick interval must be positive and election ticks at least 3")
 	}
+	if err := c.validatePeerTLS(); err != nil {
+		return err
+	}
 	if c.PeerLocalAddr != "" && net.ParseIP(c.PeerLocalAddr) == nil {
 		return fmt.Errorf("raftnode: peer local address %q is not an IP address", c.PeerLocalAddr)
 	}
@@ -119,6 +129,39 @@ func (c Config) maxInflightMsgs() int {
 		return DefaultMaxInflightMsgs
 	}
 	return c.MaxInflightMsgs
+}
+
+// validatePeerTLS: with peer TLS, a certificate, its key and the CA, and
+// every peer URL https; without, every peer URL http.
+func (c Config) validatePeerTLS() error {
+	scheme := "http"
+	if !c.PeerTLS.Empty() {
+		scheme = "https"
+		t := c.PeerTLS
+		if t.CertFile == "" || t.KeyFile == "" || t.TrustedCAFile == "" {
+			return errors.New("raftnode: peer TLS needs a certificate, its key and the CA that signs the peers' certificates")
+		}
+		if _, err := t.ClientConfig(); err != nil {
+			return fmt.Errorf("raftnode: peer TLS: %w", err)
+		}
+	}
+	for _, p := range c.Peers {
+		if u, err := url.Parse(p); err == nil && u.Scheme != scheme {
+			return fmt.Errorf("raftnode: peer URL %q: peer URLs are %s:// (https exactly when peer TLS is set)", p, scheme)
+		}
+	}
+	return nil
+}
+
+// peerTLSInfo is PeerTLS for rafthttp: peers must present certificates,
+// and connections leave from PeerLocalAddr.
+func (c Config) peerTLSInfo() transport.TLSInfo {
+	t := c.PeerTLS
+	if !t.Empty() {
+		t.ClientCertAuth = true
+	}
+	t.LocalAddr = c.PeerLocalAddr
+	return t
 }
 
 // maxApplyBacklog is MaxApplyBacklog, or its default.

@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/client/pkg/v3/types"
 	"go.etcd.io/etcd/pkg/v3/idutil"
 	"go.etcd.io/etcd/pkg/v3/wait"
@@ -235,7 +234,7 @@ func New(cfg Config, store Storage, sm StateMachine) (*Node, error) {
 		ServerStats: stats.NewServerStats(id, id),
 		LeaderStats: stats.NewLeaderStats(cfg.Logger, id),
 		ErrorC:      make(chan error, 1),
-		TLSInfo:     transport.TLSInfo{LocalAddr: cfg.PeerLocalAddr},
+		TLSInfo:     cfg.peerTLSInfo(),
 		Snapshotter: store.Snapshotter(),
 	}
 	if err := n.transport.Start(); err != nil {

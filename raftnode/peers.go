@@ -160,8 +160,8 @@ func (r peerReply) started(id uint64) bool {
 
 // askPeers asks every URL for its members at once and returns the replies
 // in the order of urls.
-func askPeers(ctx context.Context, urls []string, localAddr string) []peerReply {
-	hc := peerClient(localAddr)
+func askPeers(ctx context.Context, urls []string, cfg Config) []peerReply {
+	hc := peerClient(cfg)
 	defer hc.CloseIdleConnections()
 	out := make([]peerReply, len(urls))
 	var wg sync.WaitGroup
@@ -172,12 +172,21 @@ func askPeers(ctx context.Context, urls []string, localAddr string) []peerReply 
 	return out
 }
 
-func peerClient(localAddr string) *http.Client {
+// peerClient asks peers as rafthttp reaches them: from PeerLocalAddr, with
+// the peer TLS (its certificate, and the peers' CA).
+func peerClient(cfg Config) *http.Client {
 	d := &net.Dialer{Timeout: 2 * time.Second}
-	if localAddr != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(localAddr)}
+	if cfg.PeerLocalAddr != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(cfg.PeerLocalAddr)}
 	}
-	return &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
+	tr := &http.Transport{DialContext: d.DialContext}
+	if !cfg.PeerTLS.Empty() {
+		tc, err := cfg.PeerTLS.ClientConfig()
+		if err == nil { // checked by Config.Validate
+			tr.TLSClientConfig = tc
+		}
+	}
+	return &http.Client{Timeout: 3 * time.Second, Transport: tr}
 }
 
 func askPeer(ctx context.Context, hc *http.Client, u string) peerReply {
@@ -245,7 +254,7 @@ func (n *Node) fetchMembers(ctx context.Context) ([]Member, error) {
 	var lastLog time.Time
 	for {
 		var errs []string
-		for _, r := range askPeers(ctx, n.cfg.Peers, n.cfg.PeerLocalAddr) {
+		for _, r := range askPeers(ctx, n.cfg.Peers, n.cfg) {
 			switch {
 			case r.err != nil:
 				errs = append(errs, r.err.Error())

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -43,6 +44,7 @@ type config struct {
 	pprofAddr      string
 	authTokenFile  string
 	metricsAuth    bool
+	clientTLS      transport.TLSInfo // the API's (empty: plain HTTP)
 }
 
 func parseFlags(args []string) (config, error) {
@@ -69,6 +71,13 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.raft.MaxGroupsInFlight, "max-groups-in-flight", raftnode.DefaultMaxGroupsInFlight, "groups of proposals this node may have on their way at once (proposals arriving meanwhile are gathered into the next)")
 	fs.IntVar(&c.raft.MaxInflightMsgs, "max-inflight-msgs", raftnode.DefaultMaxInflightMsgs, "MsgApps the leader sends a follower before waiting for its answers")
 	fs.BoolVar(&c.raft.NoGroupCommit, "no-group-commit", false, "propose every write as an entry of its own (for comparison)")
+	fs.StringVar(&c.clientTLS.CertFile, "cert-file", "", "the client API's TLS certificate (with --key-file: the API serves https)")
+	fs.StringVar(&c.clientTLS.KeyFile, "key-file", "", "the key of --cert-file")
+	fs.BoolVar(&c.clientTLS.ClientCertAuth, "client-cert-auth", false, "clients must present a certificate --trusted-ca-file signed")
+	fs.StringVar(&c.clientTLS.TrustedCAFile, "trusted-ca-file", "", "the CA of client certificates (and of the other nodes' API certificates, for requests forwarded to the leader)")
+	fs.StringVar(&c.raft.PeerTLS.CertFile, "peer-cert-file", "", "this node's peer certificate (peer mutual TLS: with --peer-key-file and --peer-trusted-ca-file; --cluster URLs are then https://)")
+	fs.StringVar(&c.raft.PeerTLS.KeyFile, "peer-key-file", "", "the key of --peer-cert-file")
+	fs.StringVar(&c.raft.PeerTLS.TrustedCAFile, "peer-trusted-ca-file", "", "the CA that signs every peer's certificate; a peer without one it signed is refused")
 	fs.StringVar(&c.authTokenFile, "auth-token-file", "", "bearer tokens and their roles, one per line: TOKEN producer,consumer,admin (# comments); reread on SIGHUP. Without it, no token is needed")
 	fs.BoolVar(&c.metricsAuth, "metrics-auth", false, "with --auth-token-file, /metrics needs a valid token too")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -82,6 +91,9 @@ func parseFlags(args []string) (config, error) {
 	c.raft.Peers = strings.Split(c.cluster, ",")
 	if c.raft.APIURL == "" {
 		c.raft.APIURL = "http://" + c.apiAddr
+		if c.clientTLS.CertFile != "" {
+			c.raft.APIURL = "https://" + c.apiAddr
+		}
 	}
 	if c.dataDir == "" {
 		c.dataDir = fmt.Sprintf("raftq-%d", c.raft.ID)
@@ -109,6 +121,20 @@ func (c config) validate() error {
 	}
 	if c.requestTimeout <= 0 {
 		return errors.New("--request-timeout must be positive")
+	}
+	t := c.clientTLS
+	switch {
+	case (t.CertFile == "") != (t.KeyFile == ""):
+		return errors.New("--cert-file and --key-file go together")
+	case t.ClientCertAuth && (t.CertFile == "" || t.TrustedCAFile == ""):
+		return errors.New("--client-cert-auth needs --cert-file, --key-file and --trusted-ca-file")
+	case t.CertFile != "":
+		if _, err := t.ServerConfig(); err != nil {
+			return fmt.Errorf("client TLS: %w", err)
+		}
+	}
+	if c.metricsAuth && c.authTokenFile == "" {
+		return errors.New("--metrics-auth needs --auth-token-file")
 	}
 	return nil
 }
@@ -179,6 +205,11 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 	if err != nil {
 		return fmt.Errorf("peer listener: %w", err)
 	}
+	if !c.raft.PeerTLS.Empty() {
+		if peerL, err = tlsListener(peerL, c.raft.PeerTLS, true); err != nil {
+			return err
+		}
+	}
 	peer := newPeerServer(port)
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- serve(peer, peerL, "peer") }()
@@ -216,7 +247,13 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 	if c.pprofAddr != "" {
 		go servePprof(c.pprofAddr, lg)
 	}
-	go func() { serveErr <- serve(api, newLimitListener(apiL, c.maxClientConns), "api") }()
+	var apiLn net.Listener = newLimitListener(apiL, c.maxClientConns)
+	if !c.clientTLS.Empty() {
+		if apiLn, err = tlsListener(apiLn, c.clientTLS, c.clientTLS.ClientCertAuth); err != nil {
+			return err
+		}
+	}
+	go func() { serveErr <- serve(api, apiLn, "api") }()
 
 	nodeCtx, stopNode := context.WithCancel(context.Background())
 	nodeErr := make(chan error, 1)
@@ -377,7 +414,7 @@ func newAPIServer(c config, svc *service, auth httpapi.Authorizer, lg *zap.Logge
 	return &http.Server{
 		Handler: httpapi.NewRouter(svc, svc, lg.Named("http"), httpapi.Options{MaxMessageBytes: c.maxMessage,
 			RequestTimeout: c.requestTimeout, MaxWaiters: c.maxWaiters, Ops: svc, Metrics: svc.metrics,
-			Auth: auth, MetricsAuth: c.metricsAuth}),
+			Auth: auth, MetricsAuth: c.metricsAuth, Forward: forwardTransport(c.clientTLS)}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		// A long poll: its wait, a take begun as it ends, then a read
