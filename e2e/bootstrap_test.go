@@ -20,7 +20,7 @@ func logHas(p *proc, s string) bool {
 // panicked reports whether node p's log shows a panic: raft's (logged at
 // zap's panic level) or the runtime's.
 func panicked(p *proc) bool {
-	return logHas(p, "\tpanic\t") || logHas(p, "\npanic: ")
+	return logHas(p, "\tpanic\t") || logHas(p, `"level":"panic"`) || logHas(p, "\npanic: ")
 }
 
 // The issue's scenario: entry E is committed on A and B while C is down;

@@ -498,8 +498,9 @@ func (c *cluster) maxSnapshotStall() (float64, int) {
 				continue
 			}
 			saved++
-			// raftq logs durations as seconds: "took": 0.0123
-			_, after, ok := strings.Cut(line, `"took": `)
+			// raftq logs durations as seconds: "took":0.0123 (JSON),
+			// "took": 0.0123 (console)
+			_, after, ok := strings.Cut(strings.Replace(line, `"took": `, `"took":`, 1), `"took":`)
 			if !ok {
 				continue
 			}

@@ -41,6 +41,7 @@ type config struct {
 	maxClientConns int
 	minFreeBytes   uint64
 	logLevel       string
+	logFormat      string
 	pprofAddr      string
 	authTokenFile  string
 	metricsAuth    bool
@@ -80,7 +81,8 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.raft.PeerTLS.TrustedCAFile, "peer-trusted-ca-file", "", "the CA that signs every peer's certificate; a peer without one it signed is refused")
 	fs.StringVar(&c.authTokenFile, "auth-token-file", "", "bearer tokens and their roles, one per line: TOKEN producer,consumer,admin (# comments); reread on SIGHUP. Without it, no token is needed")
 	fs.BoolVar(&c.metricsAuth, "metrics-auth", false, "with --auth-token-file, /metrics needs a valid token too")
-	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug (one line per request), info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "json", "json (one object per line) or console (for people)")
 	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof on this HOST:PORT (off by default; for profiling)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -139,14 +141,19 @@ func (c config) validate() error {
 	return nil
 }
 
-func newLogger(level string) (*zap.Logger, error) {
+// newLogger logs at level in format: "json" (one object per line, for
+// log collectors) or "console" (for people).
+func newLogger(level, format string) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
+	if format != "json" && format != "console" {
+		return nil, fmt.Errorf("--log-format: %q is neither json nor console", format)
+	}
 	zc := zap.NewProductionConfig()
 	zc.Level = zap.NewAtomicLevelAt(lvl)
-	zc.Encoding = "console"
+	zc.Encoding = format
 	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	zc.DisableStacktrace = true
 	return zc.Build()
@@ -164,7 +171,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "raftq:", err)
 		os.Exit(2)
 	}
-	lg, err := newLogger(c.logLevel)
+	lg, err := newLogger(c.logLevel, c.logFormat)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "raftq:", err)
 		os.Exit(2)
