@@ -331,7 +331,9 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // read by people with curl: "<token>", not "\u003ctoken\u003e"
+	enc.Encode(v)
 }
 
 // logRequests logs each request at debug level with its status.
