@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"runtime/debug"
 	"slices"
@@ -222,18 +223,16 @@ func version() string {
 	return v
 }
 
-// errNotReady says why /readyz answers 503.
-var errNotReady = errors.New("not ready")
-
 // Ready implements httpapi.Operations: a leader is known and everything
-// this node heard committed is applied.
+// this node heard committed is applied. The error is the reason /readyz
+// gives.
 func (s *service) Ready() error {
 	st := s.node.Status()
 	switch {
 	case st.Leader == 0:
-		return errors.Join(errNotReady, errors.New("no leader known"))
+		return errors.New("no leader known")
 	case st.Applied < st.Commit:
-		return errors.Join(errNotReady, errors.New("applying: "+strconv.FormatUint(st.Commit-st.Applied, 10)+" committed entries not yet applied"))
+		return fmt.Errorf("applying: %d committed entries not yet applied", st.Commit-st.Applied)
 	}
 	return nil
 }
