@@ -343,13 +343,23 @@ func (a *api) logRequests(next http.Handler) http.Handler {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK, route: "unmatched"}
 		next.ServeHTTP(rec, r)
 		if a.opts.Metrics != nil {
-			a.opts.Metrics.Request(rec.route, r.Method, rec.status, time.Since(start))
+			a.opts.Metrics.Request(rec.route, metricMethod(r.Method), rec.status, time.Since(start))
 		}
 		if ce := a.lg.Check(zap.DebugLevel, "request"); ce != nil { // no fields built unless logged
 			ce.Write(zap.String("method", r.Method), zap.String("path", r.URL.Path),
 				zap.Int("status", rec.status), zap.Duration("took", time.Since(start)))
 		}
 	})
+}
+
+// metricMethod bounds the method label: any other method a client sends
+// counts as "other".
+func metricMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete, http.MethodHead, http.MethodPatch, http.MethodOptions:
+		return m
+	}
+	return "other"
 }
 
 type statusRecorder struct {

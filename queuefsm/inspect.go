@@ -255,3 +255,23 @@ func (f *FSM) HasQueue(queue string) bool {
 	_, ok := f.queues[queue]
 	return ok
 }
+
+// QueueCounts are what Metrics shows of a queue, read in O(1) (unlike
+// Stats, leases and delays whose time has come but were not acted on yet
+// still count as leased and delayed).
+type QueueCounts struct {
+	Name                   string
+	Depth, Leased, Delayed int
+	Bytes                  int64
+	Totals                 QueueTotals
+}
+
+// Counts returns every queue's counts, in no order.
+func (f *FSM) Counts() []QueueCounts {
+	out := make([]QueueCounts, 0, len(f.queues))
+	for name, q := range f.queues {
+		out = append(out, QueueCounts{Name: name, Depth: q.msgs.len() - q.leasedN - q.delayedN, Leased: q.leasedN,
+			Delayed: q.delayedN, Bytes: q.bytes(), Totals: q.totals})
+	}
+	return out
+}

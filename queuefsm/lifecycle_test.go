@@ -352,3 +352,26 @@ func filled(b *testing.B, n int) *FSM {
 	}
 	return f
 }
+
+// Counts agrees with Stats for every queue while nothing is due.
+func TestCountsMatchStats(t *testing.T) {
+	c := newClock(t)
+	for i := range 5 {
+		c.at(1000, Command{Op: OpEnqueue, Queue: "a", Body: []byte("x")})
+		if i < 2 {
+			c.at(1000, Command{Op: OpEnqueue, Queue: "b", Body: []byte("yy"), Delay: 60_000})
+		}
+	}
+	c.at(1000, Command{Op: OpLease, Queue: "a", TTL: 60_000})
+	c.at(1000, Command{Op: OpDequeue, Queue: "a"})
+	counts := c.f.Counts()
+	if len(counts) != 2 {
+		t.Fatalf("%d queues counted", len(counts))
+	}
+	for _, qc := range counts {
+		st, err := c.f.Stats(qc.Name)
+		if err != nil || qc.Depth != st.Depth || qc.Leased != st.Leased || qc.Delayed != st.Delayed || qc.Bytes != st.Bytes || qc.Totals != st.Totals {
+			t.Errorf("%s: counts %+v, stats %+v (%v)", qc.Name, qc, st, err)
+		}
+	}
+}

@@ -135,6 +135,9 @@ func (c Config) maxInflightMsgs() int {
 // every peer URL https; without, every peer URL http.
 func (c Config) validatePeerTLS() error {
 	scheme := "http"
+	if c.PeerTLS.Empty() && c.PeerTLS.TrustedCAFile != "" {
+		return errors.New("raftnode: a peer CA without a peer certificate and key would leave peers in plain HTTP")
+	}
 	if !c.PeerTLS.Empty() {
 		scheme = "https"
 		t := c.PeerTLS

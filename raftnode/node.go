@@ -555,17 +555,23 @@ func (n *Node) await(ctx context.Context, id uint64, ch <-chan any) (Applied, er
 		case v := <-ch:
 			return outcome(v)
 		case <-changed:
+			changed = n.leaderChange()
+			if n.groups.isPending(id) {
+				// Not yet handed to raft: it will go to the new leader,
+				// so this change cannot have lost it.
+				continue
+			}
 			// An entry the old leader had appended is committed before the
 			// new leader's own first entry, or never.
-			changed, lostBelowTerm = n.leaderChange(), n.term.Load()
+			lostBelowTerm = n.term.Load()
 			if poll == nil {
 				t := time.NewTicker(n.cfg.TickInterval)
 				defer t.Stop()
 				poll = t.C
 			}
 		case <-poll:
-			if n.lead.Load() == raft.None || n.appliedTerm.Load() < lostBelowTerm || n.groups.isPending(id) {
-				continue // (a command not yet in a group goes to the new leader)
+			if n.lead.Load() == raft.None || n.appliedTerm.Load() < lostBelowTerm {
+				continue
 			}
 			select {
 			case v := <-ch:

@@ -130,6 +130,8 @@ func (c config) validate() error {
 		return errors.New("--cert-file and --key-file go together")
 	case t.ClientCertAuth && (t.CertFile == "" || t.TrustedCAFile == ""):
 		return errors.New("--client-cert-auth needs --cert-file, --key-file and --trusted-ca-file")
+	case t.TrustedCAFile != "" && t.CertFile == "":
+		return errors.New("--trusted-ca-file needs --cert-file and --key-file (it would otherwise be ignored, and the API served in plain HTTP)")
 	case t.CertFile != "":
 		if _, err := t.ServerConfig(); err != nil {
 			return fmt.Errorf("client TLS: %w", err)

@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -144,11 +145,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descReadRounds, float64(cs.ReadRounds))
 
 	var lim queuefsm.ClusterLimits
-	var top []queueSeries
-	n.View(func() {
-		lim = c.svc.fsm.Limits()
-		top = deepest(c.svc.fsm.FSM, maxQueueSeries)
-	})
+	n.View(func() { lim = c.svc.fsm.Limits() })
+	top := deepest(n.View, c.svc.fsm.FSM, maxQueueSeries)
 	gauge(descQueues, float64(lim.Queues))
 	gauge(descBytes, float64(lim.Bytes))
 	gauge(descMaxQueues, float64(lim.MaxQueues))
@@ -157,37 +155,31 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descAlarm, 1, strconv.FormatUint(id, 10))
 	}
 	for _, q := range top {
-		gauge(descDepth, float64(q.Depth), q.name)
-		gauge(descLeased, float64(q.Leased), q.name)
-		gauge(descDelayed, float64(q.Delayed), q.name)
-		gauge(descQBytes, float64(q.Bytes), q.name)
-		counter(descEnqueued, float64(q.Totals.Enqueued), q.name)
-		counter(descDequeued, float64(q.Totals.Popped), q.name)
-		counter(descAcked, float64(q.Totals.Acked), q.name)
-		counter(descDead, float64(q.Totals.DeadLettered), q.name)
+		gauge(descDepth, float64(q.Depth), q.Name)
+		gauge(descLeased, float64(q.Leased), q.Name)
+		gauge(descDelayed, float64(q.Delayed), q.Name)
+		gauge(descQBytes, float64(q.Bytes), q.Name)
+		counter(descEnqueued, float64(q.Totals.Enqueued), q.Name)
+		counter(descDequeued, float64(q.Totals.Popped), q.Name)
+		counter(descAcked, float64(q.Totals.Acked), q.Name)
+		counter(descDead, float64(q.Totals.DeadLettered), q.Name)
 	}
 }
 
-type queueSeries struct {
-	name string
-	queuefsm.QueueStats
-}
-
-// deepest returns the stats of the n queues holding most messages
-// (ready, leased and delayed), ties by name. Call it under the node's
-// lock.
-func deepest(f *queuefsm.FSM, n int) []queueSeries {
-	qs := f.Queues()
-	slices.SortStableFunc(qs, func(a, b queuefsm.QueueInfo) int {
-		return (b.Depth + b.Leased + b.Delayed) - (a.Depth + a.Leased + a.Delayed)
-	})
-	var out []queueSeries
-	for _, q := range qs[:min(n, len(qs))] {
-		if st, err := f.Stats(q.Name); err == nil {
-			out = append(out, queueSeries{name: q.Name, QueueStats: st})
+// deepest returns the counts of the n queues holding most messages
+// (ready, leased and delayed), ties by name. Called under the node's read
+// lock, which applying waits for: it copies the counts, O(1) per queue,
+// and sorts outside.
+func deepest(view func(func()), f *queuefsm.FSM, n int) []queuefsm.QueueCounts {
+	var qs []queuefsm.QueueCounts
+	view(func() { qs = f.Counts() })
+	slices.SortFunc(qs, func(a, b queuefsm.QueueCounts) int {
+		if d := (b.Depth + b.Leased + b.Delayed) - (a.Depth + a.Leased + a.Delayed); d != 0 {
+			return d
 		}
-	}
-	return out
+		return strings.Compare(a.Name, b.Name)
+	})
+	return qs[:min(n, len(qs))]
 }
 
 func b2f(b bool) float64 {

@@ -13,6 +13,12 @@ import (
 // a client must present a certificate info's CA signed.
 func tlsListener(l net.Listener, info transport.TLSInfo, clientAuth bool) (net.Listener, error) {
 	info.ClientCertAuth = clientAuth
+	if !clientAuth {
+		// etcd's ServerConfig asks for client certificates whenever a CA
+		// is set; without --client-cert-auth the CA only serves requests
+		// this node forwards to the leader.
+		info.TrustedCAFile = ""
+	}
 	cfg, err := info.ServerConfig()
 	if err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
