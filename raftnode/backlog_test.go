@@ -227,3 +227,42 @@ func proposeControl(node *raftnode.Node) <-chan error {
 	}()
 	return done
 }
+
+// Grouped (the default), proposals past the leader's uncommitted limit
+// are refused with ErrTooManyRequests for every command of the refused
+// group, not left to time out.
+func TestGroupRefusedAtUncommittedLimit(t *testing.T) {
+	node, sm, releaseAll := startGated(t, func(c *raftnode.Config) { c.MaxUncommittedBytes = 8 << 10 })
+	go func() {
+		pctx, pcancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer pcancel()
+		node.Propose(pctx, []byte("held"))
+	}()
+	<-sm.entered
+	body := []byte(strings.Repeat("x", 2<<10))
+	results := make(chan error, 40)
+	for range 40 {
+		go func() {
+			pctx, pcancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer pcancel()
+			_, err := node.Propose(pctx, body)
+			results <- err
+		}()
+	}
+	refused := 0
+	deadline := time.After(60 * time.Second)
+	for refused == 0 {
+		select {
+		case err := <-results:
+			switch {
+			case errors.Is(err, raftnode.ErrTooManyRequests):
+				refused++
+			case err == nil:
+				t.Fatal("a proposal was applied while applying is held")
+			}
+		case <-deadline:
+			t.Fatal("no grouped proposal was refused at the uncommitted limit")
+		}
+	}
+	releaseAll()
+}
