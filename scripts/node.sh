@@ -9,4 +9,5 @@ shift
 go build -o "bin/raftq-$id" ./cmd/raftq
 exec "bin/raftq-$id" --id "$id" \
   --cluster http://127.0.0.1:12379,http://127.0.0.1:22379,http://127.0.0.1:32379 \
-  --api-addr "127.0.0.1:${id}2380" --data-dir "data/raftq-$id" --log-format console "$@"
+  --api-addr "127.0.0.1:${id}2380" --data-dir "data/raftq-$id" --log-format console \
+  --sqs-addr "127.0.0.1:${id}9324" "$@"

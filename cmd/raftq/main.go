@@ -25,6 +25,7 @@ import (
 
 	"github.com/raftq/raftq/httpapi"
 	"github.com/raftq/raftq/raftnode"
+	"github.com/raftq/raftq/sqsapi"
 	"github.com/raftq/raftq/wal"
 )
 
@@ -46,6 +47,9 @@ type config struct {
 	authTokenFile  string
 	metricsAuth    bool
 	clientTLS      transport.TLSInfo // the API's (empty: plain HTTP)
+	sqsAddr        string
+	sqsAdvertise   string
+	sqsAccount     string
 }
 
 func parseFlags(args []string) (config, error) {
@@ -79,6 +83,9 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.raft.PeerTLS.CertFile, "peer-cert-file", "", "this node's peer certificate (peer mutual TLS: with --peer-key-file and --peer-trusted-ca-file; --cluster URLs are then https://)")
 	fs.StringVar(&c.raft.PeerTLS.KeyFile, "peer-key-file", "", "the key of --peer-cert-file")
 	fs.StringVar(&c.raft.PeerTLS.TrustedCAFile, "peer-trusted-ca-file", "", "the CA that signs every peer's certificate; a peer without one it signed is refused")
+	fs.StringVar(&c.sqsAddr, "sqs-addr", "", "serve an Amazon SQS-compatible endpoint (AWS JSON protocol) on HOST:PORT (off when empty)")
+	fs.StringVar(&c.sqsAdvertise, "advertise-sqs", "", "the SQS endpoint's URL in queue URLs (default http://<sqs-addr>, https with --cert-file)")
+	fs.StringVar(&c.sqsAccount, "sqs-account", "000000000000", "the account id in SQS queue URLs and ARNs")
 	fs.StringVar(&c.authTokenFile, "auth-token-file", "", "bearer tokens and their roles, one per line: TOKEN producer,consumer,admin (# comments); reread on SIGHUP. Without it, no token is needed")
 	fs.BoolVar(&c.metricsAuth, "metrics-auth", false, "with --auth-token-file, /metrics needs a valid token too")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug (one line per request), info, warn or error")
@@ -99,6 +106,12 @@ func parseFlags(args []string) (config, error) {
 	}
 	if c.dataDir == "" {
 		c.dataDir = fmt.Sprintf("raftq-%d", c.raft.ID)
+	}
+	if c.sqsAdvertise == "" && c.sqsAddr != "" {
+		c.sqsAdvertise = "http://" + c.sqsAddr
+		if c.clientTLS.CertFile != "" {
+			c.sqsAdvertise = "https://" + c.sqsAddr
+		}
 	}
 	if c.listenPeer == "" && c.raft.ID >= 1 && c.raft.ID <= uint64(len(c.raft.Peers)) {
 		if u, err := url.Parse(c.raft.Peers[c.raft.ID-1]); err == nil {
@@ -136,6 +149,9 @@ func (c config) validate() error {
 		if _, err := t.ServerConfig(); err != nil {
 			return fmt.Errorf("client TLS: %w", err)
 		}
+	}
+	if c.sqsAddr != "" && c.authTokenFile != "" {
+		return errors.New("--sqs-addr with --auth-token-file: the SQS endpoint does not check tokens yet, so it would bypass them")
 	}
 	if c.metricsAuth && c.authTokenFile == "" {
 		return errors.New("--metrics-auth needs --auth-token-file")
@@ -263,6 +279,21 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 		}
 	}
 	go func() { serveErr <- serve(api, apiLn, "api") }()
+	var sqs *http.Server
+	if c.sqsAddr != "" {
+		sqsL, err := net.Listen("tcp", c.sqsAddr)
+		if err != nil {
+			return fmt.Errorf("sqs listener: %w", err)
+		}
+		var sqsLn net.Listener = newLimitListener(sqsL, c.maxClientConns)
+		if !c.clientTLS.Empty() {
+			if sqsLn, err = tlsListener(sqsLn, c.clientTLS, c.clientTLS.ClientCertAuth); err != nil {
+				return err
+			}
+		}
+		sqs = newSQSServer(c, svc, lg)
+		go func() { serveErr <- serve(sqs, sqsLn, "sqs") }()
+	}
 
 	nodeCtx, stopNode := context.WithCancel(context.Background())
 	nodeErr := make(chan error, 1)
@@ -290,6 +321,9 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 	// finishes), finish in-flight client requests, then stop raft, then
 	// peers.
 	svc.stopWaiting()
+	if sqs != nil {
+		shutdown(sqs, c.requestTimeout+5*time.Second)
+	}
 	shutdown(api, c.requestTimeout+5*time.Second) // a take under way gets its whole deadline
 	stopNode()
 	if !nodeDone {
@@ -431,6 +465,19 @@ func newAPIServer(c config, svc *service, auth httpapi.Authorizer, lg *zap.Logge
 		WriteTimeout:   httpapi.MaxWait + 2*c.requestTimeout + 30*time.Second,
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
+	}
+}
+
+// newSQSServer serves the SQS endpoint; a receive may wait 20 s.
+func newSQSServer(c config, svc *service, lg *zap.Logger) *http.Server {
+	return &http.Server{
+		Handler: sqsapi.NewHandler(svc, lg.Named("sqs"), sqsapi.Options{BaseURL: c.sqsAdvertise, Account: c.sqsAccount,
+			RequestTimeout: c.requestTimeout}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      sqsapi.MaxWaitSeconds*time.Second + 2*c.requestTimeout + 30*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
 	}
 }
 

@@ -1,0 +1,503 @@
+package sqsapi
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/raftq/raftq/httpapi"
+)
+
+// contentType is what SQS messages are stored with in raftq.
+const contentType = "text/plain; charset=utf-8"
+
+func md5Hex(s string) string {
+	sum := md5.Sum([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// sendEntry is one message to send: SendMessage's input, or a batch
+// entry.
+type sendEntry struct {
+	Id                      string         `json:"Id"`
+	MessageBody             string         `json:"MessageBody"`
+	DelaySeconds            *int           `json:"DelaySeconds"`
+	MessageAttributes       map[string]any `json:"MessageAttributes"`
+	MessageSystemAttributes map[string]any `json:"MessageSystemAttributes"`
+	MessageGroupId          string         `json:"MessageGroupId"`
+	MessageDeduplicationId  string         `json:"MessageDeduplicationId"`
+}
+
+func (e sendEntry) check() error {
+	switch {
+	case e.MessageBody == "":
+		return errMissingParameter("MessageBody")
+	case len(e.MessageBody) > MaxMessageSize:
+		return errInvalidParameter(fmt.Sprintf("MessageBody is %d bytes, over the %d limit", len(e.MessageBody), MaxMessageSize))
+	case e.DelaySeconds != nil && (*e.DelaySeconds < 0 || *e.DelaySeconds > MaxDelaySeconds):
+		return errInvalidParameter(fmt.Sprintf("DelaySeconds must be 0 to %d", MaxDelaySeconds))
+	case len(e.MessageAttributes) > 0 || len(e.MessageSystemAttributes) > 0:
+		return errInvalidParameter("message attributes are not served yet")
+	case e.MessageGroupId != "" || e.MessageDeduplicationId != "":
+		return errInvalidParameter("MessageGroupId and MessageDeduplicationId are for FIFO queues, not served yet")
+	}
+	return nil
+}
+
+func (s *server) send(ctx context.Context, queue string, e sendEntry) (map[string]string, error) {
+	if err := e.check(); err != nil {
+		return nil, err
+	}
+	var opts httpapi.EnqueueOptions
+	if e.DelaySeconds != nil {
+		opts.Delay = time.Duration(*e.DelaySeconds) * time.Second
+	}
+	r, _, err := s.q.Enqueue(ctx, queue, contentType, []byte(e.MessageBody), opts)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"MessageId": messageID(queue, r.ID), "MD5OfMessageBody": md5Hex(e.MessageBody)}, nil
+}
+
+// messageID is the SQS MessageId of raftq message id in queue: unique
+// per queue name for ever, as raftq's ids are.
+func messageID(queue string, id uint64) string {
+	return fmt.Sprintf("%s-%d", queue, id)
+}
+
+// sendMessage sends to a queue that exists (SQS does not make queues on
+// send).
+func (s *server) sendMessage(ctx context.Context, body []byte) (any, error) {
+	var in struct {
+		queueURLIn
+		sendEntry
+	}
+	q, err := decodeFor(body, &in)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.exists(ctx, q); err != nil {
+		return nil, err
+	}
+	return s.send(ctx, q, in.sendEntry)
+}
+
+// batchFailure is one failed entry of a batch.
+type batchFailure struct {
+	Id          string `json:"Id"`
+	Code        string `json:"Code"`
+	Message     string `json:"Message"`
+	SenderFault bool   `json:"SenderFault"`
+}
+
+// batchIDs are the ids of a batch's entries.
+func batchIDs[E interface{ entryID() string }](entries []E) []string {
+	ids := make([]string, len(entries))
+	for i, e := range entries {
+		ids[i] = e.entryID()
+	}
+	return ids
+}
+
+func (e sendEntry) entryID() string { return e.Id }
+func (h handleIn) entryID() string  { return h.Id }
+
+// checkBatch refuses a batch SQS would: none, more than 10, an id twice,
+// or a bad id.
+func checkBatch(ids []string) error {
+	if len(ids) == 0 {
+		return &Error{Code: "EmptyBatchRequest", QueryCode: "AWS.SimpleQueueService.EmptyBatchRequest", Message: "the batch has no entries"}
+	}
+	if len(ids) > MaxBatchEntries {
+		return &Error{Code: "TooManyEntriesInBatchRequest", QueryCode: "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
+			Message: fmt.Sprintf("a batch has at most %d entries, got %d", MaxBatchEntries, len(ids))}
+	}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if id == "" || len(id) > 80 || strings.ContainsFunc(id, func(r rune) bool {
+			return !(r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+		}) {
+			return &Error{Code: "InvalidBatchEntryId", QueryCode: "AWS.SimpleQueueService.InvalidBatchEntryId", Message: fmt.Sprintf("batch entry id %q", id)}
+		}
+		if seen[id] {
+			return &Error{Code: "BatchEntryIdsNotDistinct", QueryCode: "AWS.SimpleQueueService.BatchEntryIdsNotDistinct", Message: "batch entry id " + id + " twice"}
+		}
+		seen[id] = true
+	}
+	return nil
+}
+
+// runBatch runs each entry at once (the node groups their proposals) and
+// sorts the outcomes into Successful and Failed, in entry order.
+func (s *server) runBatch(n int, id func(int) string, one func(int) (map[string]string, error)) (any, error) {
+	ok := make([]map[string]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { ok[i], errs[i] = one(i) })
+	}
+	wg.Wait()
+	out := struct {
+		Successful []map[string]string `json:"Successful"`
+		Failed     []batchFailure      `json:"Failed"`
+	}{Successful: []map[string]string{}, Failed: []batchFailure{}}
+	for i := range n {
+		if errs[i] != nil {
+			e := s.sqsError("batch", errs[i])
+			out.Failed = append(out.Failed, batchFailure{Id: id(i), Code: e.Code, Message: e.Message, SenderFault: !e.Server})
+			continue
+		}
+		ok[i]["Id"] = id(i)
+		out.Successful = append(out.Successful, ok[i])
+	}
+	return out, nil
+}
+
+func (s *server) sendMessageBatch(ctx context.Context, body []byte) (any, error) {
+	var in struct {
+		queueURLIn
+		Entries []sendEntry `json:"Entries"`
+	}
+	q, err := decodeFor(body, &in)
+	if err != nil {
+		return nil, err
+	}
+	ids := batchIDs(in.Entries)
+	total := 0
+	for _, e := range in.Entries {
+		total += len(e.MessageBody)
+	}
+	if err := checkBatch(ids); err != nil {
+		return nil, err
+	}
+	if total > MaxMessageSize {
+		return nil, &Error{Code: "BatchRequestTooLong", QueryCode: "AWS.SimpleQueueService.BatchRequestTooLong",
+			Message: fmt.Sprintf("the batch's bodies are %d bytes, over %d", total, MaxMessageSize)}
+	}
+	if _, err := s.exists(ctx, q); err != nil {
+		return nil, err
+	}
+	results, errs := s.sendInOrder(ctx, q, in.Entries)
+	return s.runBatch(len(in.Entries), func(i int) string { return ids[i] },
+		func(i int) (map[string]string, error) { return results[i], errs[i] })
+}
+
+// sendInOrder stores a batch's valid entries in their order: as one
+// raftq batch (one entry, all or nothing) when none has a delay, else one
+// after another. An invalid entry fails alone.
+func (s *server) sendInOrder(ctx context.Context, q string, entries []sendEntry) ([]map[string]string, []error) {
+	results, errs := make([]map[string]string, len(entries)), make([]error, len(entries))
+	var valid []int
+	delayed := false
+	for i, e := range entries {
+		if errs[i] = e.check(); errs[i] == nil {
+			valid = append(valid, i)
+			delayed = delayed || e.DelaySeconds != nil && *e.DelaySeconds > 0
+		}
+	}
+	if delayed {
+		for _, i := range valid {
+			results[i], errs[i] = s.send(ctx, q, entries[i])
+		}
+		return results, errs
+	}
+	msgs := make([]httpapi.Message, len(valid))
+	for k, i := range valid {
+		msgs[k] = httpapi.Message{ContentType: contentType, Body: entries[i].MessageBody}
+	}
+	if len(msgs) == 0 {
+		return results, errs
+	}
+	stored, _, err := s.q.EnqueueBatch(ctx, q, msgs)
+	for k, i := range valid {
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		results[i] = map[string]string{"MessageId": messageID(q, stored[k]), "MD5OfMessageBody": md5Hex(entries[i].MessageBody)}
+	}
+	return results, errs
+}
+
+// A receipt handle names a lease: its queue, message id and lease token,
+// base64url-encoded. Only the latest lease's handle acts on the message.
+func receiptHandle(queue string, id uint64, token string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(queue + "\x00" + strconv.FormatUint(id, 10) + "\x00" + token))
+}
+
+func parseHandle(h string) (queue string, id uint64, token string, err error) {
+	b, err := base64.RawURLEncoding.DecodeString(h)
+	parts := strings.Split(string(b), "\x00")
+	if err != nil || len(parts) != 3 || parts[2] == "" {
+		return "", 0, "", errBadHandle("the receipt handle is not one this endpoint gave")
+	}
+	id, err = strconv.ParseUint(parts[1], 10, 64)
+	if err != nil || id == 0 || checkName(parts[0]) != nil {
+		return "", 0, "", errBadHandle("the receipt handle is not one this endpoint gave")
+	}
+	return parts[0], id, parts[2], nil
+}
+
+// receiveMessage leases up to MaxNumberOfMessages messages for
+// VisibilityTimeout (0 counts as raftq's shortest lease, 1 s), waiting up
+// to WaitTimeSeconds, without proposing anything, while none is ready.
+func (s *server) receiveMessage(ctx context.Context, body []byte) (any, error) {
+	var in struct {
+		queueURLIn
+		MaxNumberOfMessages         *int     `json:"MaxNumberOfMessages"`
+		VisibilityTimeout           *int     `json:"VisibilityTimeout"`
+		WaitTimeSeconds             *int     `json:"WaitTimeSeconds"`
+		AttributeNames              []string `json:"AttributeNames"`
+		MessageSystemAttributeNames []string `json:"MessageSystemAttributeNames"`
+	}
+	q, err := decodeFor(body, &in)
+	if err != nil {
+		return nil, err
+	}
+	max, vis, wait := 1, DefaultVisibility, 0
+	if p := in.MaxNumberOfMessages; p != nil {
+		if *p < 1 || *p > MaxReceive {
+			return nil, errInvalidParameter(fmt.Sprintf("MaxNumberOfMessages must be 1 to %d", MaxReceive))
+		}
+		max = *p
+	}
+	if p := in.VisibilityTimeout; p != nil {
+		if *p < 0 || *p > MaxVisibility {
+			return nil, errInvalidParameter(fmt.Sprintf("VisibilityTimeout must be 0 to %d", MaxVisibility))
+		}
+		vis = *p
+	}
+	if p := in.WaitTimeSeconds; p != nil {
+		if *p < 0 || *p > MaxWaitSeconds {
+			return nil, errInvalidParameter(fmt.Sprintf("WaitTimeSeconds must be 0 to %d", MaxWaitSeconds))
+		}
+		wait = *p
+	}
+	if _, err := s.exists(ctx, q); err != nil {
+		return nil, err
+	}
+	ttl := max64(time.Duration(vis)*time.Second, httpapi.MinLeaseTTL)
+	attrs := wanted(append(in.AttributeNames, in.MessageSystemAttributeNames...))
+	leases, err := s.leaseUpTo(ctx, q, max, ttl, time.Duration(wait)*time.Second)
+	if err != nil && len(leases) == 0 {
+		return nil, err
+	}
+	msgs := []map[string]any{}
+	for _, l := range leases {
+		m := map[string]any{"MessageId": messageID(q, l.Message.ID), "ReceiptHandle": receiptHandle(q, l.Message.ID, l.Token),
+			"Body": l.Message.Body, "MD5OfBody": md5Hex(l.Message.Body)}
+		if a := systemAttributes(attrs, l); len(a) > 0 {
+			m["Attributes"] = a
+		}
+		msgs = append(msgs, m)
+	}
+	return map[string]any{"Messages": msgs}, nil
+}
+
+func max64(a, b time.Duration) time.Duration {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+func wanted(names []string) map[string]bool {
+	out := map[string]bool{}
+	for _, n := range names {
+		out[n] = true
+	}
+	return out
+}
+
+// systemAttributes are the message system attributes asked for that raftq
+// knows.
+func systemAttributes(want map[string]bool, l httpapi.Lease) map[string]string {
+	out := map[string]string{}
+	if want["All"] || want["ApproximateReceiveCount"] {
+		out["ApproximateReceiveCount"] = strconv.FormatUint(l.Message.Deliveries, 10)
+	}
+	if want["All"] || want["SenderId"] {
+		out["SenderId"] = "raftq"
+	}
+	return out
+}
+
+// leaseUpTo leases up to max messages; while none is ready it waits, up
+// to wait, for a turn (see httpapi.Queue.AwaitReady), proposing nothing.
+func (s *server) leaseUpTo(ctx context.Context, q string, max int, ttl, wait time.Duration) ([]httpapi.Lease, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		var out []httpapi.Lease
+		for len(out) < max {
+			lctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+			l, found, _, err := s.q.Lease(lctx, q, ttl)
+			cancel()
+			if err != nil {
+				return out, err
+			}
+			if !found {
+				break
+			}
+			out = append(out, l)
+		}
+		left := time.Until(deadline)
+		if len(out) > 0 || left <= 0 {
+			return out, nil
+		}
+		wctx, cancel := context.WithTimeout(ctx, left)
+		t, err := s.q.AwaitReady(wctx, q, max)
+		cancel()
+		switch {
+		case errors.Is(err, httpapi.ErrStopping), errors.Is(err, httpapi.ErrQueueDeleted):
+			return nil, nil
+		case err != nil && ctx.Err() == nil && time.Until(deadline) > 0:
+			return nil, err
+		case err != nil:
+			// The wait is over: one last look (a read barrier, no entry).
+			rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+			ready, err := s.q.HasReady(rctx, q)
+			cancel()
+			if err != nil || !ready {
+				return nil, err
+			}
+			deadline = time.Now() // take what is there, once
+			continue
+		}
+		t.Done() // the takes above will find it; hand the turn back first
+	}
+}
+
+type handleIn struct {
+	Id            string `json:"Id"`
+	ReceiptHandle string `json:"ReceiptHandle"`
+}
+
+// deleteOne acks a lease. A handle of an older lease, or of a message
+// gone, deletes nothing and succeeds, as in SQS.
+func (s *server) deleteOne(ctx context.Context, queue, handle string) (map[string]string, error) {
+	if handle == "" {
+		return nil, errMissingParameter("ReceiptHandle")
+	}
+	hq, id, token, err := parseHandle(handle)
+	if err != nil {
+		return nil, err
+	}
+	if hq != queue {
+		return nil, errBadHandle("the receipt handle belongs to another queue")
+	}
+	_, err = s.q.Ack(ctx, queue, id, token)
+	if err == nil || errors.Is(err, httpapi.ErrConflict) || errors.Is(err, httpapi.ErrNotFound) {
+		return map[string]string{}, nil
+	}
+	return nil, err
+}
+
+func (s *server) deleteMessage(ctx context.Context, body []byte) (any, error) {
+	var in struct {
+		queueURLIn
+		ReceiptHandle string `json:"ReceiptHandle"`
+	}
+	q, err := decodeFor(body, &in)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.deleteOne(ctx, q, in.ReceiptHandle); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+func (s *server) deleteMessageBatch(ctx context.Context, body []byte) (any, error) {
+	var in struct {
+		queueURLIn
+		Entries []handleIn `json:"Entries"`
+	}
+	q, err := decodeFor(body, &in)
+	if err != nil {
+		return nil, err
+	}
+	ids := batchIDs(in.Entries)
+	if err := checkBatch(ids); err != nil {
+		return nil, err
+	}
+	return s.runBatch(len(ids), func(i int) string { return ids[i] },
+		func(i int) (map[string]string, error) { return s.deleteOne(ctx, q, in.Entries[i].ReceiptHandle) })
+}
+
+// visibility sets a lease's remaining time: 0 releases the message (ready
+// at once), else its lease ends that many seconds from now. A handle of
+// an older lease is refused (MessageNotInflight), as in SQS.
+func (s *server) visibility(ctx context.Context, queue, handle string, vis *int) (map[string]string, error) {
+	if handle == "" {
+		return nil, errMissingParameter("ReceiptHandle")
+	}
+	if vis == nil {
+		return nil, errMissingParameter("VisibilityTimeout")
+	}
+	if *vis < 0 || *vis > MaxVisibility {
+		return nil, errInvalidParameter(fmt.Sprintf("VisibilityTimeout must be 0 to %d", MaxVisibility))
+	}
+	hq, id, token, err := parseHandle(handle)
+	if err != nil {
+		return nil, err
+	}
+	if hq != queue {
+		return nil, errBadHandle("the receipt handle belongs to another queue")
+	}
+	if *vis == 0 {
+		_, err = s.q.Release(ctx, queue, id, token, 0)
+	} else {
+		_, _, err = s.q.Extend(ctx, queue, id, token, time.Duration(*vis)*time.Second)
+	}
+	if errors.Is(err, httpapi.ErrConflict) || errors.Is(err, httpapi.ErrNotFound) {
+		return nil, &Error{Code: "MessageNotInflight", QueryCode: "AWS.SimpleQueueService.MessageNotInflight", Message: "the message is not in flight under this receipt handle"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{}, nil
+}
+
+func (s *server) changeVisibility(ctx context.Context, body []byte) (any, error) {
+	var in struct {
+		queueURLIn
+		ReceiptHandle     string `json:"ReceiptHandle"`
+		VisibilityTimeout *int   `json:"VisibilityTimeout"`
+	}
+	q, err := decodeFor(body, &in)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.visibility(ctx, q, in.ReceiptHandle, in.VisibilityTimeout); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+func (s *server) changeVisibilityBatch(ctx context.Context, body []byte) (any, error) {
+	var in struct {
+		queueURLIn
+		Entries []struct {
+			handleIn
+			VisibilityTimeout *int `json:"VisibilityTimeout"`
+		} `json:"Entries"`
+	}
+	q, err := decodeFor(body, &in)
+	if err != nil {
+		return nil, err
+	}
+	ids := batchIDs(in.Entries)
+	if err := checkBatch(ids); err != nil {
+		return nil, err
+	}
+	return s.runBatch(len(ids), func(i int) string { return ids[i] }, func(i int) (map[string]string, error) {
+		return s.visibility(ctx, q, in.Entries[i].ReceiptHandle, in.Entries[i].VisibilityTimeout)
+	})
+}

@@ -1,0 +1,84 @@
+package sqsapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestReceiptHandles(t *testing.T) {
+	h := receiptHandle("jobs", 42, "8.1f")
+	q, id, tok, err := parseHandle(h)
+	if err != nil || q != "jobs" || id != 42 || tok != "8.1f" {
+		t.Fatalf("round trip: %q %d %q %v", q, id, tok, err)
+	}
+	for _, bad := range []string{"", "xyz", receiptHandle("jobs", 0, "t"), receiptHandle("bad name", 1, "t"), receiptHandle("jobs", 1, "")} {
+		var e *Error
+		if _, _, _, err := parseHandle(bad); !errors.As(err, &e) || e.Code != "ReceiptHandleIsInvalid" {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
+
+func TestBatchChecks(t *testing.T) {
+	for _, c := range []struct {
+		ids  []string
+		code string
+	}{
+		{nil, "EmptyBatchRequest"},
+		{strings.Split("a b c d e f g h i j k", " "), "TooManyEntriesInBatchRequest"},
+		{[]string{"a", "a"}, "BatchEntryIdsNotDistinct"},
+		{[]string{"a b"}, "InvalidBatchEntryId"},
+		{[]string{strings.Repeat("x", 81)}, "InvalidBatchEntryId"},
+		{strings.Split("a b c d e f g h i j", " "), ""},
+	} {
+		err := checkBatch(c.ids)
+		var e *Error
+		if c.code == "" && err != nil || c.code != "" && (!errors.As(err, &e) || e.Code != c.code) {
+			t.Errorf("%v: %v, want %s", c.ids, err, c.code)
+		}
+	}
+}
+
+// RedrivePolicy's maxReceiveCount is a string or a number; other
+// attributes are refused, not ignored.
+func TestRedrivePolicy(t *testing.T) {
+	s := &server{}
+	for _, p := range []string{
+		`{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":"5"}`,
+		`{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":5}`,
+	} {
+		ch, err := s.configFromAttributes(map[string]string{"RedrivePolicy": p})
+		if err != nil || *ch.MaxDeliveries != 5 || *ch.DeadLetterQueue != "dlq" {
+			t.Errorf("%s: %+v %v", p, ch, err)
+		}
+	}
+	for _, bad := range []map[string]string{
+		{"RedrivePolicy": `{"deadLetterTargetArn":"dlq","maxReceiveCount":5}`},
+		{"RedrivePolicy": `{"deadLetterTargetArn":"arn:aws:sqs:r:a:dlq","maxReceiveCount":0}`},
+		{"RedrivePolicy": `nope`},
+		{"VisibilityTimeout": "10"},
+	} {
+		if _, err := s.configFromAttributes(bad); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}
+
+// Errors have the JSON protocol's shape and the query protocol's code in
+// x-amzn-query-error.
+func TestErrorShape(t *testing.T) {
+	rec := httptest.NewRecorder()
+	writeError(rec, errNoQueue("q"))
+	var body map[string]string
+	json.Unmarshal(rec.Body.Bytes(), &body)
+	if rec.Code != 400 || body["__type"] != "com.amazonaws.sqs#QueueDoesNotExist" || body["message"] == "" ||
+		rec.Header().Get("x-amzn-query-error") != "AWS.SimpleQueueService.NonExistentQueue;Sender" {
+		t.Fatalf("%d %v %v", rec.Code, body, rec.Header())
+	}
+	if md5Hex("hello") != "5d41402abc4b2a76b9719d911017c592" {
+		t.Fatal("md5")
+	}
+}
