@@ -201,7 +201,13 @@ func (c *proxyConn) pump(dst io.Writer, src io.Reader, l Link) {
 			k, err := src.Read(buf)
 			if k > 0 {
 				r, dice := c.proxy.net.rule(l)
-				if r.Cut {
+				// A connection that lost bytes never carries any again:
+				// TCP cannot deliver a stream with a hole in it, and
+				// rafthttp's MsgApp stream encodes each message against
+				// the one before (a hole made a follower read a MsgApp
+				// whose entries do not follow its prev index, and panic).
+				// Heal lifts the rules before it closes such connections.
+				if r.Cut || c.tainted.Load() {
 					c.tainted.Store(true)
 				} else {
 					at := time.Now()

@@ -89,6 +89,42 @@ func TestNetCutAndHeal(t *testing.T) {
 	if got, err := roundTrip(dialAs(t, 1, p.Addr()), "again"); err != nil || got != "again\n" {
 		t.Fatalf("after heal: %q %v", got, err)
 	}
+	// Lifting the rule alone (Heal lifts the rules before it closes the
+	// connections) must not let one that lost bytes carry any again.
+	c := dialAs(t, 1, p.Addr())
+	if got, err := roundTrip(c, "before"); err != nil || got != "before\n" {
+		t.Fatalf("a fresh connection: %q %v", got, err)
+	}
+	n.Set(Link{1, 2}, LinkRule{Cut: true})
+	c.Write([]byte("lost\n"))
+	waitTainted(t, n)
+	n.Set(Link{1, 2}, LinkRule{})
+	c.Write([]byte("after the hole\n"))
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	if b, err := bufio.NewReader(c).ReadString('\n'); err == nil {
+		t.Fatalf("read %q through a connection that lost bytes", b)
+	}
+}
+
+// waitTainted waits until a connection through n has lost bytes.
+func waitTainted(t *testing.T, n *Net) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n.mu.Lock()
+		found := false
+		for c := range n.conns {
+			found = found || c.tainted.Load()
+		}
+		n.mu.Unlock()
+		if found {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no connection lost bytes")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // A one-way cut drops only one direction: node 1's bytes reach node 2,
