@@ -301,6 +301,21 @@ func (t *tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.base.RoundTrip(r)
 }
 
+// CloseIdleConnections closes every transport's idle connections (tests
+// that count connections rely on it, through client.CloseIdleConnections).
+func (t *tokenTransport) CloseIdleConnections() {
+	type closer interface{ CloseIdleConnections() }
+	if c, ok := t.base.(closer); ok {
+		c.CloseIdleConnections()
+	}
+	t.tls.Range(func(_, rt any) bool {
+		if c, ok := rt.(closer); ok {
+			c.CloseIdleConnections()
+		}
+		return true
+	})
+}
+
 // rawClient sends exactly what a test builds.
 var rawClient = &http.Client{Timeout: 20 * time.Second}
 
