@@ -239,3 +239,63 @@ func TestSQSWithTheGoSDK(t *testing.T) {
 	}
 	c.converged()
 }
+
+// The leader killed while SDK clients on the other nodes send, with the
+// SDK's own retries: every send the SDK reported done comes out.
+func TestSQSLeaderKillLosesNothing(t *testing.T) {
+	t.Parallel()
+	c, eps := sqsCluster(t)
+	ctx := context.Background()
+	l := c.leader()
+	var cls []*sqs.Client
+	for i := range c.procs {
+		if i != l {
+			cls = append(cls, sqsClient(eps[i]))
+		}
+	}
+	cq, err := cls[0].CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("kill")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := cq.QueueUrl
+	acked := map[string]bool{}
+	afterKill := 0
+	deadline := time.Now().Add(60 * time.Second)
+	for i := 0; i < 60 || afterKill == 0 && time.Now().Before(deadline); i++ {
+		if i == 20 {
+			c.kill(l)
+		}
+		body := fmt.Sprint("k", i)
+		if _, err := cls[i%2].SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: url, MessageBody: aws.String(body)}); err == nil {
+			acked[body] = true
+			if i >= 20 {
+				afterKill++
+			}
+		}
+	}
+	if afterKill == 0 {
+		t.Fatal("no send acknowledged after the leader was killed")
+	}
+	t.Logf("%d sends acknowledged, %d after the leader was killed", len(acked), afterKill)
+	got := map[string]bool{}
+	deadline = time.Now().Add(60 * time.Second)
+	for len(got) < len(acked) && time.Now().Before(deadline) {
+		out, err := cls[1].ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+		if err != nil {
+			continue
+		}
+		var dels []types.DeleteMessageBatchRequestEntry
+		for i, m := range out.Messages {
+			got[*m.Body] = true
+			dels = append(dels, types.DeleteMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), ReceiptHandle: m.ReceiptHandle})
+		}
+		if len(dels) > 0 {
+			cls[1].DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: url, Entries: dels})
+		}
+	}
+	for body := range acked {
+		if !got[body] {
+			t.Errorf("acknowledged %s never came out", body)
+		}
+	}
+}
