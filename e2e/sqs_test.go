@@ -279,7 +279,16 @@ func TestSQSLeaderKillLosesNothing(t *testing.T) {
 	t.Logf("%d sends acknowledged, %d after the leader was killed", len(acked), afterKill)
 	got := map[string]bool{}
 	deadline = time.Now().Add(60 * time.Second)
-	for len(got) < len(acked) && time.Now().Before(deadline) {
+	missing := func() int {
+		n := 0
+		for body := range acked {
+			if !got[body] {
+				n++
+			}
+		}
+		return n
+	}
+	for missing() > 0 && time.Now().Before(deadline) {
 		out, err := cls[1].ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
 		if err != nil {
 			continue
