@@ -283,7 +283,7 @@ func (s *server) receiveMessage(ctx context.Context, body []byte) (any, error) {
 	if _, err := s.exists(ctx, q); err != nil {
 		return nil, err
 	}
-	ttl := max64(time.Duration(vis)*time.Second, httpapi.MinLeaseTTL)
+	ttl := maxDuration(time.Duration(vis)*time.Second, httpapi.MinLeaseTTL)
 	attrs := wanted(append(in.AttributeNames, in.MessageSystemAttributeNames...))
 	leases, err := s.leaseUpTo(ctx, q, max, ttl, time.Duration(wait)*time.Second)
 	if err != nil && len(leases) == 0 {
@@ -301,7 +301,7 @@ func (s *server) receiveMessage(ctx context.Context, body []byte) (any, error) {
 	return map[string]any{"Messages": msgs}, nil
 }
 
-func max64(a, b time.Duration) time.Duration {
+func maxDuration(a, b time.Duration) time.Duration {
 	if a > b {
 		return a
 	}
