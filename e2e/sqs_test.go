@@ -308,3 +308,52 @@ func TestSQSLeaderKillLosesNothing(t *testing.T) {
 		}
 	}
 }
+
+// Waiting receives cost nothing: ten long polls on an empty queue, over
+// three nodes, write no log entry while they wait, and one message sent
+// costs its send and a lease per node with waiters, not one per waiter.
+func TestSQSLongPollsCostNothing(t *testing.T) {
+	t.Parallel()
+	const waiters = 10
+	c, eps := sqsCluster(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cl := sqsClient(eps[0])
+	cq, err := cl.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("idle")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := c.settle()
+	got := make(chan string, 10)
+	for i := range waiters {
+		go func() {
+			out, err := sqsClient(eps[i%3]).ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: cq.QueueUrl, WaitTimeSeconds: 20})
+			if err == nil && len(out.Messages) > 0 {
+				got <- *out.Messages[0].Body
+			}
+		}()
+	}
+	waiting := c.settle()
+	if _, err := sqsClient(eps[1]).SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: cq.QueueUrl, MessageBody: aws.String("one")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-got:
+		if b != "one" {
+			t.Fatalf("received %q", b)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no waiting receive got the message")
+	}
+	after := c.settle()
+	t.Logf("entries: %d while 10 receives waited, %d for one send waking one of them", waiting-before, after-waiting)
+	if waiting != before {
+		t.Errorf("10 waiting receives wrote %d log entries", waiting-before)
+	}
+	// The send, and one lease per node with waiters (each node gives its
+	// own waiters their turns; two of the three find nothing), whatever
+	// the number of waiters.
+	if after-waiting > 1+3 {
+		t.Errorf("one message for 10 waiting receives cost %d log entries", after-waiting)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 
+	"go.uber.org/zap"
+
 	"github.com/raftq/raftq/httpapi"
 )
 
@@ -58,7 +60,7 @@ func (s *server) sqsError(action string, err error) *Error {
 	case errors.Is(err, httpapi.ErrUnavailable):
 		return &Error{Code: "ServiceUnavailable", QueryCode: "ServiceUnavailable", Message: err.Error(), Status: http.StatusServiceUnavailable, Server: true}
 	}
-	s.lg.Warn("sqs: unexpected error")
+	s.lg.Warn("sqs: unexpected error", zap.String("action", action), zap.Error(err))
 	return &Error{Code: "InternalFailure", QueryCode: "InternalFailure", Message: err.Error(), Status: http.StatusInternalServerError, Server: true}
 }
 

@@ -4,13 +4,17 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/raftq/raftq/httpapi"
 )
@@ -35,12 +39,15 @@ type sendEntry struct {
 	MessageDeduplicationId  string         `json:"MessageDeduplicationId"`
 }
 
-func (e sendEntry) check() error {
+func (e sendEntry) check(max int) error {
 	switch {
 	case e.MessageBody == "":
 		return errMissingParameter("MessageBody")
-	case len(e.MessageBody) > MaxMessageSize:
-		return errInvalidParameter(fmt.Sprintf("MessageBody is %d bytes, over the %d limit", len(e.MessageBody), MaxMessageSize))
+	case len(e.MessageBody) > max:
+		return errInvalidParameter(fmt.Sprintf("MessageBody is %d bytes, over the %d limit", len(e.MessageBody), max))
+	case !validContents(e.MessageBody):
+		return &Error{Code: "InvalidMessageContents", QueryCode: "InvalidMessageContents",
+			Message: "the message holds characters SQS does not allow (allowed: #x9, #xA, #xD, #x20 to #xD7FF, #xE000 to #xFFFD, #x10000 to #x10FFFF)"}
 	case e.DelaySeconds != nil && (*e.DelaySeconds < 0 || *e.DelaySeconds > MaxDelaySeconds):
 		return errInvalidParameter(fmt.Sprintf("DelaySeconds must be 0 to %d", MaxDelaySeconds))
 	case len(e.MessageAttributes) > 0 || len(e.MessageSystemAttributes) > 0:
@@ -52,7 +59,7 @@ func (e sendEntry) check() error {
 }
 
 func (s *server) send(ctx context.Context, queue string, e sendEntry) (map[string]string, error) {
-	if err := e.check(); err != nil {
+	if err := e.check(s.opts.MaxMessageBytes); err != nil {
 		return nil, err
 	}
 	var opts httpapi.EnqueueOptions
@@ -66,10 +73,52 @@ func (s *server) send(ctx context.Context, queue string, e sendEntry) (map[strin
 	return map[string]string{"MessageId": messageID(queue, r.ID), "MD5OfMessageBody": md5Hex(e.MessageBody)}, nil
 }
 
-// messageID is the SQS MessageId of raftq message id in queue: unique
-// per queue name for ever, as raftq's ids are.
+// messageID is the SQS MessageId of raftq message id in queue, shaped as
+// a UUID (frameworks parse it as one: Spring Cloud AWS does): the queue
+// name's FNV-1a hash, then the id, with the version 8 and variant bits
+// set. Unique per queue name for ever, as raftq's ids are.
 func messageID(queue string, id uint64) string {
-	return fmt.Sprintf("%s-%d", queue, id)
+	h := fnv.New64a()
+	h.Write([]byte(queue))
+	hi, lo := h.Sum64(), id
+	hi = hi&^(0xf<<12) | 0x8<<12 // version 8 (custom)
+	b := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, hi), lo)
+	b[8] = b[8]&0x3f | 0x80 // RFC 9562 variant (the id's top two bits go; ids stay below 2^62)
+	x := hex.EncodeToString(b)
+	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
+}
+
+// validContents reports whether body holds only the characters SQS
+// allows.
+func validContents(body string) bool {
+	for _, r := range body {
+		switch {
+		case r == 0x9, r == 0xA, r == 0xD, r >= 0x20 && r <= 0xD7FF, r >= 0xE000 && r <= 0xFFFD, r >= 0x10000 && r <= 0x10FFFF:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// sqsBody is a stored body as SQS can carry it: valid UTF-8, each byte
+// that is not replaced by U+FFFD (as encoding/json would), so that the
+// MD5 is of what the client receives.
+func sqsBody(b string) string {
+	if utf8.ValidString(b) {
+		return b
+	}
+	var out strings.Builder
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRuneInString(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			out.WriteRune(utf8.RuneError)
+		} else {
+			out.WriteString(b[i : i+size])
+		}
+		i += size
+	}
+	return out.String()
 }
 
 // sendMessage sends to a queue that exists (SQS does not make queues on
@@ -177,9 +226,9 @@ func (s *server) sendMessageBatch(ctx context.Context, body []byte) (any, error)
 	if err := checkBatch(ids); err != nil {
 		return nil, err
 	}
-	if total > MaxMessageSize {
+	if total > s.opts.MaxMessageBytes {
 		return nil, &Error{Code: "BatchRequestTooLong", QueryCode: "AWS.SimpleQueueService.BatchRequestTooLong",
-			Message: fmt.Sprintf("the batch's bodies are %d bytes, over %d", total, MaxMessageSize)}
+			Message: fmt.Sprintf("the batch's bodies are %d bytes, over %d", total, s.opts.MaxMessageBytes)}
 	}
 	if _, err := s.exists(ctx, q); err != nil {
 		return nil, err
@@ -197,7 +246,7 @@ func (s *server) sendInOrder(ctx context.Context, q string, entries []sendEntry)
 	var valid []int
 	delayed := false
 	for i, e := range entries {
-		if errs[i] = e.check(); errs[i] == nil {
+		if errs[i] = e.check(s.opts.MaxMessageBytes); errs[i] == nil {
 			valid = append(valid, i)
 			delayed = delayed || e.DelaySeconds != nil && *e.DelaySeconds > 0
 		}
@@ -291,8 +340,9 @@ func (s *server) receiveMessage(ctx context.Context, body []byte) (any, error) {
 	}
 	msgs := []map[string]any{}
 	for _, l := range leases {
+		body := sqsBody(l.Message.Body)
 		m := map[string]any{"MessageId": messageID(q, l.Message.ID), "ReceiptHandle": receiptHandle(q, l.Message.ID, l.Token),
-			"Body": l.Message.Body, "MD5OfBody": md5Hex(l.Message.Body)}
+			"Body": body, "MD5OfBody": md5Hex(body)}
 		if a := systemAttributes(attrs, l); len(a) > 0 {
 			m["Attributes"] = a
 		}
@@ -329,49 +379,66 @@ func systemAttributes(want map[string]bool, l httpapi.Lease) map[string]string {
 	return out
 }
 
-// leaseUpTo leases up to max messages; while none is ready it waits, up
-// to wait, for a turn (see httpapi.Queue.AwaitReady), proposing nothing.
+// leaseUpTo leases up to max messages. Without a wait it tries once.
+// With one it proposes nothing while none is ready: it waits for a turn
+// (see httpapi.Queue.AwaitReady), takes while holding it and hands it
+// back after, as raftq's own long polls do; when the wait ends, one read
+// barrier (no log entry) and, if something is ready, one try.
 func (s *server) leaseUpTo(ctx context.Context, q string, max int, ttl, wait time.Duration) ([]httpapi.Lease, error) {
-	deadline := time.Now().Add(wait)
-	for {
-		var out []httpapi.Lease
-		for len(out) < max {
-			lctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-			l, found, _, err := s.q.Lease(lctx, q, ttl)
-			cancel()
-			if err != nil {
-				return out, err
-			}
-			if !found {
-				break
-			}
-			out = append(out, l)
-		}
-		left := time.Until(deadline)
-		if len(out) > 0 || left <= 0 {
-			return out, nil
-		}
-		wctx, cancel := context.WithTimeout(ctx, left)
+	if wait == 0 {
+		return s.leaseBatch(ctx, q, max, ttl)
+	}
+	if s.waiters.Add(1) > int64(s.opts.MaxWaiters) {
+		s.waiters.Add(-1)
+		return nil, &Error{Code: "OverLimit", QueryCode: "OverLimit", Status: http.StatusForbidden,
+			Message: fmt.Sprintf("%d receives wait on this node already; retry, or receive without WaitTimeSeconds", s.opts.MaxWaiters)}
+	}
+	defer s.waiters.Add(-1)
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for wctx.Err() == nil {
 		t, err := s.q.AwaitReady(wctx, q, max)
-		cancel()
 		switch {
 		case errors.Is(err, httpapi.ErrStopping), errors.Is(err, httpapi.ErrQueueDeleted):
 			return nil, nil
-		case err != nil && ctx.Err() == nil && time.Until(deadline) > 0:
+		case err != nil && wctx.Err() == nil:
 			return nil, err
 		case err != nil:
-			// The wait is over: one last look (a read barrier, no entry).
-			rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-			ready, err := s.q.HasReady(rctx, q)
-			cancel()
-			if err != nil || !ready {
-				return nil, err
-			}
-			deadline = time.Now() // take what is there, once
-			continue
+			continue // the wait is over
 		}
-		t.Done() // the takes above will find it; hand the turn back first
+		out, err := s.leaseBatch(ctx, q, max, ttl)
+		deleted := t.Deleted()
+		t.Done()
+		if err != nil || len(out) > 0 || deleted {
+			return out, err
+		}
 	}
+	if ctx.Err() != nil {
+		return nil, nil
+	}
+	rctx, rcancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	ready, err := s.q.HasReady(rctx, q)
+	rcancel()
+	if err != nil || !ready {
+		return nil, err
+	}
+	return s.leaseBatch(ctx, q, max, ttl)
+}
+
+// leaseBatch leases up to max messages, one after another, until none is
+// ready; what it leased before an error is returned with it.
+func (s *server) leaseBatch(ctx context.Context, q string, max int, ttl time.Duration) ([]httpapi.Lease, error) {
+	var out []httpapi.Lease
+	for len(out) < max {
+		lctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+		l, found, _, err := s.q.Lease(lctx, q, ttl)
+		cancel()
+		if err != nil || !found {
+			return out, err
+		}
+		out = append(out, l)
+	}
+	return out, nil
 }
 
 type handleIn struct {
@@ -393,6 +460,11 @@ func (s *server) deleteOne(ctx context.Context, queue, handle string) (map[strin
 		return nil, errBadHandle("the receipt handle belongs to another queue")
 	}
 	_, err = s.q.Ack(ctx, queue, id, token)
+	if errors.Is(err, httpapi.ErrNotFound) {
+		if _, qerr := s.exists(ctx, queue); qerr != nil { // the queue, not the message, is gone
+			return nil, qerr
+		}
+	}
 	if err == nil || errors.Is(err, httpapi.ErrConflict) || errors.Is(err, httpapi.ErrNotFound) {
 		return map[string]string{}, nil
 	}
@@ -455,6 +527,11 @@ func (s *server) visibility(ctx context.Context, queue, handle string, vis *int)
 		_, err = s.q.Release(ctx, queue, id, token, 0)
 	} else {
 		_, _, err = s.q.Extend(ctx, queue, id, token, time.Duration(*vis)*time.Second)
+	}
+	if errors.Is(err, httpapi.ErrNotFound) {
+		if _, qerr := s.exists(ctx, queue); qerr != nil {
+			return nil, qerr
+		}
 	}
 	if errors.Is(err, httpapi.ErrConflict) || errors.Is(err, httpapi.ErrNotFound) {
 		return nil, &Error{Code: "MessageNotInflight", QueryCode: "AWS.SimpleQueueService.MessageNotInflight", Message: "the message is not in flight under this receipt handle"}

@@ -39,6 +39,9 @@ func (s *server) createQueue(ctx context.Context, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkDeadLetterQueue(ctx, ch); err != nil {
+		return nil, err
+	}
 	st, err := s.q.Stats(ctx, in.QueueName)
 	switch {
 	case err == nil:
@@ -85,16 +88,35 @@ func (s *server) configFromAttributes(attrs map[string]string) (httpapi.ConfigCh
 				return ch, errInvalidParameter("RedrivePolicy maxReceiveCount must be 1 to 1000")
 			}
 			dlq := p.Target[strings.LastIndexByte(p.Target, ':')+1:]
-			if !strings.HasPrefix(p.Target, "arn:") || checkName(dlq) != nil {
+			if p.Target != s.queueARN(dlq) || checkName(dlq) != nil {
 				return ch, errInvalidParameter(fmt.Sprintf("RedrivePolicy deadLetterTargetArn %q is not a queue ARN", p.Target))
 			}
 			ch.MaxDeliveries, ch.DeadLetterQueue = &max, &dlq
 		default:
+			if d, ok := fixedAttributes[name]; ok && d == v {
+				continue // raftq's own, fixed value: nothing to set
+			}
 			return ch, &Error{Code: "InvalidAttributeName", QueryCode: "InvalidAttributeName",
-				Message: fmt.Sprintf("attribute %s is not served yet (only RedrivePolicy is)", name)}
+				Message: fmt.Sprintf("attribute %s=%s cannot be set yet (only RedrivePolicy can; %s is fixed at %q)", name, v, name, fixedAttributes[name])}
 		}
 	}
 	return ch, nil
+}
+
+// checkDeadLetterQueue refuses a RedrivePolicy naming a queue that does
+// not exist, as SQS does (raftq would otherwise make it at the first dead
+// letter).
+func (s *server) checkDeadLetterQueue(ctx context.Context, ch httpapi.ConfigChange) error {
+	if ch.DeadLetterQueue == nil || *ch.DeadLetterQueue == "" {
+		return nil
+	}
+	if _, err := s.exists(ctx, *ch.DeadLetterQueue); err != nil {
+		if isNotFound(err) {
+			return errInvalidParameter(fmt.Sprintf("RedrivePolicy: the dead-letter queue %s does not exist", *ch.DeadLetterQueue))
+		}
+		return err
+	}
+	return nil
 }
 
 func isNotFound(err error) bool { return errors.Is(err, httpapi.ErrNotFound) }
@@ -220,10 +242,19 @@ func (s *server) purgeQueue(ctx context.Context, body []byte) (any, error) {
 	return struct{}{}, nil
 }
 
-// attributeNames are those GetQueueAttributes answers for All.
+// fixedAttributes are the queue attributes raftq has but cannot set yet,
+// with their values (MessageRetentionPeriod: raftq keeps messages until
+// they are taken; SQS's longest period is answered).
+var fixedAttributes = map[string]string{"DelaySeconds": "0", "MaximumMessageSize": strconv.Itoa(MaxMessageSize),
+	"MessageRetentionPeriod": "1209600", "ReceiveMessageWaitTimeSeconds": "0", "VisibilityTimeout": strconv.Itoa(DefaultVisibility)}
+
+// attributeNames are every attribute name SQS knows: asked for one raftq
+// does not have, GetQueueAttributes leaves it out, as SQS does.
 var attributeNames = []string{"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-	"ApproximateNumberOfMessagesDelayed", "DelaySeconds", "MaximumMessageSize", "MessageRetentionPeriod",
-	"QueueArn", "ReceiveMessageWaitTimeSeconds", "RedrivePolicy", "VisibilityTimeout"}
+	"ApproximateNumberOfMessagesDelayed", "CreatedTimestamp", "ContentBasedDeduplication", "DeduplicationScope",
+	"DelaySeconds", "FifoQueue", "FifoThroughputLimit", "KmsDataKeyReusePeriodSeconds", "KmsMasterKeyId",
+	"LastModifiedTimestamp", "MaximumMessageSize", "MessageRetentionPeriod", "Policy", "QueueArn",
+	"ReceiveMessageWaitTimeSeconds", "RedriveAllowPolicy", "RedrivePolicy", "SqsManagedSseEnabled", "VisibilityTimeout"}
 
 func (s *server) getQueueAttributes(ctx context.Context, body []byte) (any, error) {
 	var in struct {
@@ -242,12 +273,10 @@ func (s *server) getQueueAttributes(ctx context.Context, body []byte) (any, erro
 		"ApproximateNumberOfMessages":           strconv.Itoa(st.Depth),
 		"ApproximateNumberOfMessagesNotVisible": strconv.Itoa(st.Leased),
 		"ApproximateNumberOfMessagesDelayed":    strconv.Itoa(st.Delayed),
-		"DelaySeconds":                          "0",
-		"MaximumMessageSize":                    strconv.Itoa(MaxMessageSize),
-		"MessageRetentionPeriod":                "1209600", // raftq keeps messages until taken
 		"QueueArn":                              s.queueARN(q),
-		"ReceiveMessageWaitTimeSeconds":         "0",
-		"VisibilityTimeout":                     strconv.Itoa(DefaultVisibility),
+	}
+	for k, v := range fixedAttributes {
+		all[k] = v
 	}
 	if c := st.Config; c.DeadLetterQueue != "" && c.MaxDeliveries > 0 {
 		p, _ := json.Marshal(map[string]any{"deadLetterTargetArn": s.queueARN(c.DeadLetterQueue), "maxReceiveCount": c.MaxDeliveries})
@@ -287,6 +316,9 @@ func (s *server) setQueueAttributes(ctx context.Context, body []byte) (any, erro
 	}
 	ch, err := s.configFromAttributes(in.Attributes)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.checkDeadLetterQueue(ctx, ch); err != nil {
 		return nil, err
 	}
 	if _, err := s.exists(ctx, q); err != nil {

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -50,12 +51,19 @@ type Options struct {
 	Region string
 	// RequestTimeout bounds each replicated operation.
 	RequestTimeout time.Duration
+	// MaxMessageBytes is the largest body (at most MaxMessageSize; raftq's
+	// --max-message-bytes when smaller).
+	MaxMessageBytes int
+	// MaxWaiters bounds the receives waiting at once (WaitTimeSeconds > 0)
+	// on this endpoint; past it a receive is refused (OverLimit).
+	MaxWaiters int
 }
 
 type server struct {
-	q    httpapi.Queue
-	opts Options
-	lg   *zap.Logger
+	q       httpapi.Queue
+	opts    Options
+	lg      *zap.Logger
+	waiters atomic.Int64
 }
 
 // NewHandler returns the SQS endpoint's handler: POST / and POST
@@ -69,6 +77,12 @@ func NewHandler(q httpapi.Queue, lg *zap.Logger, opts Options) http.Handler {
 	}
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = httpapi.DefaultRequestTimeout
+	}
+	if opts.MaxMessageBytes <= 0 || opts.MaxMessageBytes > MaxMessageSize {
+		opts.MaxMessageBytes = MaxMessageSize
+	}
+	if opts.MaxWaiters <= 0 {
+		opts.MaxWaiters = httpapi.DefaultMaxWaiters
 	}
 	return &server{q: q, opts: opts, lg: lg}
 }

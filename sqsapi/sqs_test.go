@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"go.uber.org/zap"
 )
 
 func TestReceiptHandles(t *testing.T) {
@@ -45,7 +47,7 @@ func TestBatchChecks(t *testing.T) {
 // RedrivePolicy's maxReceiveCount is a string or a number; other
 // attributes are refused, not ignored.
 func TestRedrivePolicy(t *testing.T) {
-	s := &server{}
+	s := NewHandler(nil, zap.NewNop(), Options{}).(*server)
 	for _, p := range []string{
 		`{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":"5"}`,
 		`{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":5}`,
@@ -60,10 +62,14 @@ func TestRedrivePolicy(t *testing.T) {
 		{"RedrivePolicy": `{"deadLetterTargetArn":"arn:aws:sqs:r:a:dlq","maxReceiveCount":0}`},
 		{"RedrivePolicy": `nope`},
 		{"VisibilityTimeout": "10"},
+		{"RedrivePolicy": `{"deadLetterTargetArn":"arn:aws:sqs:eu-west-1:000000000000:dlq","maxReceiveCount":5}`},
 	} {
 		if _, err := s.configFromAttributes(bad); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
+	}
+	if ch, err := s.configFromAttributes(map[string]string{"VisibilityTimeout": "30", "DelaySeconds": "0"}); err != nil || ch.MaxDeliveries != nil {
+		t.Errorf("raftq's own values refused: %v", err)
 	}
 }
 
@@ -80,5 +86,20 @@ func TestErrorShape(t *testing.T) {
 	}
 	if md5Hex("hello") != "5d41402abc4b2a76b9719d911017c592" {
 		t.Fatal("md5")
+	}
+}
+
+func TestMessageIDsAndBodies(t *testing.T) {
+	a, b := messageID("jobs", 1), messageID("jobs", 2)
+	if a == b || messageID("other", 1) == a || len(a) != 36 || a[14] != '8' || !strings.ContainsAny(a[19:20], "89ab") {
+		t.Fatalf("ids %s %s", a, b)
+	}
+	if got := sqsBody("\xff\xfe\x00abc"); got != "\ufffd\ufffd\x00abc" {
+		t.Fatalf("body %q", got)
+	}
+	for body, ok := range map[string]bool{"plain text\n\t": true, "\x00": false, "\x07bell": false, "\ufffe": false, "😀": true} {
+		if validContents(body) != ok {
+			t.Errorf("%q valid: %v", body, !ok)
+		}
 	}
 }

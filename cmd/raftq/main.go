@@ -236,7 +236,7 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 		}
 	}
 	peer := newPeerServer(port)
-	serveErr := make(chan error, 2)
+	serveErr := make(chan error, 3) // peer, api, sqs
 	go func() { serveErr <- serve(peer, peerL, "peer") }()
 	apiL := &lazyListener{addr: c.apiAddr}
 	store, node, fsm, err := openNode(ctx, c, lg, port, apiL)
@@ -288,6 +288,7 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 		var sqsLn net.Listener = newLimitListener(sqsL, c.maxClientConns)
 		if !c.clientTLS.Empty() {
 			if sqsLn, err = tlsListener(sqsLn, c.clientTLS, c.clientTLS.ClientCertAuth); err != nil {
+				sqsL.Close()
 				return err
 			}
 		}
@@ -472,7 +473,7 @@ func newAPIServer(c config, svc *service, auth httpapi.Authorizer, lg *zap.Logge
 func newSQSServer(c config, svc *service, lg *zap.Logger) *http.Server {
 	return &http.Server{
 		Handler: sqsapi.NewHandler(svc, lg.Named("sqs"), sqsapi.Options{BaseURL: c.sqsAdvertise, Account: c.sqsAccount,
-			RequestTimeout: c.requestTimeout}),
+			RequestTimeout: c.requestTimeout, MaxMessageBytes: int(min(c.maxMessage, sqsapi.MaxMessageSize)), MaxWaiters: c.maxWaiters}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      sqsapi.MaxWaitSeconds*time.Second + 2*c.requestTimeout + 30*time.Second,
