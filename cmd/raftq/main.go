@@ -125,6 +125,14 @@ func (c config) validate() error {
 	if c.listenPeer == "" {
 		return errors.New("--listen-peer is required when --cluster has no URL for this --id")
 	}
+	if c.logFormat != "json" && c.logFormat != "console" {
+		return fmt.Errorf("--log-format: %q is neither json nor console", c.logFormat)
+	}
+	rc := c.raft
+	rc.Logger = zap.NewNop() // set in main; everything else is the flags'
+	if err := rc.Validate(); err != nil {
+		return err
+	}
 	if c.maxMessage <= 0 {
 		return errors.New("--max-message-bytes must be positive")
 	}
