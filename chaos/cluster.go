@@ -451,42 +451,34 @@ var stateClient = &http.Client{}
 // stateTimeout yields an error: that says nothing about its state.
 func (c *Cluster) State(ctx context.Context, id uint64) (LocalState, error) {
 	var st LocalState
-	ctx, cancel := context.WithTimeout(ctx, stateTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Node(id).API+"/debug/state", nil)
-	if err != nil {
-		return st, err
-	}
-	resp, err := stateClient.Do(req)
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("chaos: node %d /debug/state: %s", id, resp.Status)
-	}
-	return st, json.NewDecoder(resp.Body).Decode(&st)
+	return st, c.debugJSON(ctx, id, "/debug/state", &st)
 }
 
 // Counters reads a node's GET /debug/counters (counts since its process
 // started).
 func (c *Cluster) Counters(ctx context.Context, id uint64) (map[string]uint64, error) {
+	var out map[string]uint64
+	return out, c.debugJSON(ctx, id, "/debug/counters", &out)
+}
+
+// debugJSON reads one of node id's /debug routes into v, within
+// stateTimeout.
+func (c *Cluster) debugJSON(ctx context.Context, id uint64, path string, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, stateTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Node(id).API+"/debug/counters", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Node(id).API+path, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	resp, err := stateClient.Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("chaos: node %d /debug/counters: %s", id, resp.Status)
+		return fmt.Errorf("chaos: node %d %s: %s", id, path, resp.Status)
 	}
-	var out map[string]uint64
-	return out, json.NewDecoder(resp.Body).Decode(&out)
+	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // states reads the local state of nodes at once, so that one slow node

@@ -413,10 +413,7 @@ func (c *cluster) fillAndRestart(n, batch int, body []byte) (FillReport, error) 
 	if err := c.restart(2); err != nil {
 		return rep, err
 	}
-	if err := c.until(func() bool {
-		status, _, err := get(c.apis[2] + "/queues")
-		return err == nil && status == http.StatusOK
-	}); err != nil {
+	if err := c.until(answers200(c.apis[2] + "/queues")); err != nil {
 		return rep, fmt.Errorf("node 3 after its restart: %w", err)
 	}
 	rep.RestartServeMS = float64(time.Since(start).Milliseconds())
@@ -431,10 +428,7 @@ func (c *cluster) fillAndRestart(n, batch int, body []byte) (FillReport, error) 
 			return rep, err
 		}
 	}
-	if err := c.until(func() bool {
-		status, _, err := get(c.apis[0] + "/queues/fill")
-		return err == nil && status == http.StatusOK
-	}); err != nil {
+	if err := c.until(answers200(c.apis[0] + "/queues/fill")); err != nil {
 		return rep, fmt.Errorf("the cluster after restarting all three: %w", err)
 	}
 	rep.RestartAllServeMS = float64(time.Since(start).Milliseconds())
@@ -458,6 +452,15 @@ func (c *cluster) restart(i int) error {
 	}
 	c.procs[i] = cmd
 	return nil
+}
+
+// answers200 reports whether a GET of url answers 200 (a linearizable
+// read or a served dequeue).
+func answers200(url string) func() bool {
+	return func() bool {
+		status, _, err := get(url)
+		return err == nil && status == http.StatusOK
+	}
 }
 
 // until polls ok for up to 2 minutes.
