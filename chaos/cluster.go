@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -25,6 +24,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/raftq/raftq/internal/ports"
 )
 
 // ClusterConfig says how to run a test cluster.
@@ -125,34 +126,9 @@ func BuildBinary(ctx context.Context, moduleRoot, dir string) (string, error) {
 	return bin, nil
 }
 
-func freeAddr() (string, error) {
-	portMu.Lock()
-	defer portMu.Unlock()
-	for range 10000 {
-		port := 10000 + rand.IntN(10000)
-		if portsGiven[port] {
-			continue
-		}
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue // in use
-		}
-		l.Close()
-		portsGiven[port] = true
-		return addr, nil
-	}
-	return "", errors.New("chaos: no free port in 10000-19999")
-}
-
-// Ports are drawn from 10000-19999, below the kernel's ephemeral range
-// (32768 and up) and apart from the e2e tests' 20000-31999, so that no
-// other test process and no outgoing connection takes one between now
-// and the node's start; none is handed out twice in this process.
-var (
-	portMu     sync.Mutex
-	portsGiven = map[int]bool{}
-)
+// freeAddr is a port for a node: the fault suite's range is 10000-19999,
+// the e2e tests' 20000-31999.
+func freeAddr() (string, error) { return ports.Free(10000, 10000) }
 
 // newNode picks node id's ports, data dir and log, and starts its proxy.
 func (c *Cluster) newNode(id uint64) (*Node, error) {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/raftq/raftq/internal/ports"
 )
 
 var binary string // built once by TestMain
@@ -40,37 +41,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePort returns a loopback address nobody listens on now. Ports are
-// drawn from 20000-31999, below the kernel's ephemeral range (32768 and
-// up), so that neither another test process binding port 0 nor an
-// outgoing connection takes one between now and the node's start; and
-// none is handed out twice in this process.
+// freePort returns a loopback address for a node, from 20000-31999 (the
+// fault suite draws from 10000-19999; see ports.Free).
 func freePort(t *testing.T) string {
 	t.Helper()
-	portMu.Lock()
-	defer portMu.Unlock()
-	for range 10000 {
-		port := 20000 + rand.IntN(12000)
-		if portsGiven[port] {
-			continue
-		}
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue // in use
-		}
-		l.Close()
-		portsGiven[port] = true
-		return addr
+	addr, err := ports.Free(20000, 12000)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port in 20000-31999")
-	return ""
+	return addr
 }
-
-var (
-	portMu     sync.Mutex
-	portsGiven = map[int]bool{}
-)
 
 type proc struct {
 	id      int

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -52,69 +51,10 @@ func leaseToken(r *http.Request) (string, error) {
 	return t, nil
 }
 
-// longPoll runs op once when wait is 0. Otherwise it waits, proposing
-// nothing, for a turn (up to want messages may be ready for this caller),
-// runs op, and waits again if another consumer was faster, until wait
-// passes; a last read barrier (no log entry) then makes sure nothing
-// became ready unseen on a lagging node before the poll answers empty. At
-// shutdown, or when the queue is deleted, it answers empty at once; past
-// MaxWaiters polls waiting on this node, it refuses with
-// ErrTooManyWaiters. It takes at most wait plus two
-// request timeouts (a take begun just before the wait ends, then the
-// barrier and a last take).
+// longPoll is LongPoll for a request, under its deadline and this API's
+// waiter cap.
 func (a *api) longPoll(r *http.Request, queue string, wait time.Duration, want int, op func(context.Context) (bool, error)) error {
-	if wait == 0 {
-		return a.once(r, op)
-	}
-	if a.waiters.Add(1) > int64(a.opts.MaxWaiters) {
-		a.waiters.Add(-1)
-		return fmt.Errorf("%w: %d long polls wait on this node already", ErrTooManyWaiters, a.opts.MaxWaiters)
-	}
-	defer a.waiters.Add(-1)
-	wctx, cancel := context.WithTimeout(r.Context(), wait)
-	defer cancel()
-	for wctx.Err() == nil {
-		t, err := a.q.AwaitReady(wctx, queue, want)
-		switch {
-		case errors.Is(err, ErrStopping), errors.Is(err, ErrQueueDeleted):
-			return nil
-		case err != nil && wctx.Err() == nil:
-			return err // refused (a bad queue name, say)
-		case err != nil: // the wait is over, or the client left
-			continue
-		}
-		found, err := a.onTurn(r, t, op)
-		if err != nil || found || t.Deleted() {
-			return err
-		}
-	}
-	if r.Context().Err() != nil {
-		return nil
-	}
-	ctx, cancel := a.ctx(r)
-	defer cancel()
-	ready, err := a.q.HasReady(ctx, queue)
-	if err != nil || !ready {
-		return err
-	}
-	_, err = op(ctx)
-	return err
-}
-
-// once runs op with the request's deadline.
-func (a *api) once(r *http.Request, op func(context.Context) (bool, error)) error {
-	ctx, cancel := a.ctx(r)
-	defer cancel()
-	_, err := op(ctx)
-	return err
-}
-
-// onTurn runs op for a turn, handing the turn back whatever happens.
-func (a *api) onTurn(r *http.Request, t Turn, op func(context.Context) (bool, error)) (bool, error) {
-	defer t.Done()
-	ctx, cancel := a.ctx(r)
-	defer cancel()
-	return op(ctx)
+	return LongPoll(r.Context(), a.q, queue, wait, want, a.opts.RequestTimeout, &a.waiters, op)
 }
 
 func (a *api) lease(w http.ResponseWriter, r *http.Request) {

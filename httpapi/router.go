@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -65,13 +64,14 @@ type api struct {
 	c       Cluster
 	lg      *zap.Logger
 	opts    Options
-	waiters atomic.Int64 // long polls waiting now
+	waiters WaiterCap // long polls waiting now
 	ops     Operations
 }
 
 // NewRouter returns the client API handler.
 func NewRouter(q Queue, c Cluster, lg *zap.Logger, opts Options) http.Handler {
 	a := &api{q: q, c: c, lg: lg, opts: opts.withDefaults(), ops: opts.Ops}
+	a.waiters.Max = a.opts.MaxWaiters
 	// No path cleaning: the router would answer /queues/. and /queues/..
 	// with a redirect elsewhere instead of letting the name be refused.
 	r := mux.NewRouter().SkipClean(true)

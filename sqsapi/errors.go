@@ -55,7 +55,8 @@ func (s *server) sqsError(action string, err error) *Error {
 		return &Error{Code: "QueueDoesNotExist", QueryCode: "AWS.SimpleQueueService.NonExistentQueue", Message: err.Error()}
 	case errors.Is(err, httpapi.ErrInvalid):
 		return errInvalidParameter(err.Error())
-	case errors.Is(err, httpapi.ErrQueueFull), errors.Is(err, httpapi.ErrStorageFull), errors.Is(err, httpapi.ErrOverloaded):
+	case errors.Is(err, httpapi.ErrQueueFull), errors.Is(err, httpapi.ErrStorageFull), errors.Is(err, httpapi.ErrOverloaded),
+		errors.Is(err, httpapi.ErrTooManyWaiters):
 		return &Error{Code: "OverLimit", QueryCode: "OverLimit", Message: err.Error(), Status: http.StatusForbidden}
 	case errors.Is(err, httpapi.ErrUnavailable):
 		return &Error{Code: "ServiceUnavailable", QueryCode: "ServiceUnavailable", Message: err.Error(), Status: http.StatusServiceUnavailable, Server: true}

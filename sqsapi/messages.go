@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -379,50 +378,17 @@ func systemAttributes(want map[string]bool, l httpapi.Lease) map[string]string {
 	return out
 }
 
-// leaseUpTo leases up to max messages. Without a wait it tries once.
-// With one it proposes nothing while none is ready: it waits for a turn
-// (see httpapi.Queue.AwaitReady), takes while holding it and hands it
-// back after, as raftq's own long polls do; when the wait ends, one read
-// barrier (no log entry) and, if something is ready, one try.
+// leaseUpTo leases up to max messages, waiting up to wait as raftq's own
+// long polls do (httpapi.LongPoll): proposing nothing while none is
+// ready, under the endpoint's waiter cap.
 func (s *server) leaseUpTo(ctx context.Context, q string, max int, ttl, wait time.Duration) ([]httpapi.Lease, error) {
-	if wait == 0 {
-		return s.leaseBatch(ctx, q, max, ttl)
-	}
-	if s.waiters.Add(1) > int64(s.opts.MaxWaiters) {
-		s.waiters.Add(-1)
-		return nil, &Error{Code: "OverLimit", QueryCode: "OverLimit", Status: http.StatusForbidden,
-			Message: fmt.Sprintf("%d receives wait on this node already; retry, or receive without WaitTimeSeconds", s.opts.MaxWaiters)}
-	}
-	defer s.waiters.Add(-1)
-	wctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	for wctx.Err() == nil {
-		t, err := s.q.AwaitReady(wctx, q, max)
-		switch {
-		case errors.Is(err, httpapi.ErrStopping), errors.Is(err, httpapi.ErrQueueDeleted):
-			return nil, nil
-		case err != nil && wctx.Err() == nil:
-			return nil, err
-		case err != nil:
-			continue // the wait is over
-		}
-		out, err := s.leaseBatch(ctx, q, max, ttl)
-		deleted := t.Deleted()
-		t.Done()
-		if err != nil || len(out) > 0 || deleted {
-			return out, err
-		}
-	}
-	if ctx.Err() != nil {
-		return nil, nil
-	}
-	rctx, rcancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-	ready, err := s.q.HasReady(rctx, q)
-	rcancel()
-	if err != nil || !ready {
-		return nil, err
-	}
-	return s.leaseBatch(ctx, q, max, ttl)
+	var out []httpapi.Lease
+	err := httpapi.LongPoll(ctx, s.q, q, wait, max, s.opts.RequestTimeout, &s.waiters, func(ctx context.Context) (bool, error) {
+		l, err := s.leaseBatch(ctx, q, max, ttl)
+		out = append(out, l...)
+		return len(l) > 0, err
+	})
+	return out, err
 }
 
 // leaseBatch leases up to max messages, one after another, until none is

@@ -19,7 +19,6 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -63,7 +62,7 @@ type server struct {
 	q       httpapi.Queue
 	opts    Options
 	lg      *zap.Logger
-	waiters atomic.Int64
+	waiters httpapi.WaiterCap
 }
 
 // NewHandler returns the SQS endpoint's handler: POST / and POST
@@ -84,7 +83,9 @@ func NewHandler(q httpapi.Queue, lg *zap.Logger, opts Options) http.Handler {
 	if opts.MaxWaiters <= 0 {
 		opts.MaxWaiters = httpapi.DefaultMaxWaiters
 	}
-	return &server{q: q, opts: opts, lg: lg}
+	s := &server{q: q, opts: opts, lg: lg}
+	s.waiters.Max = opts.MaxWaiters
+	return s
 }
 
 // action is one SQS action: it decodes its JSON input into its own type
