@@ -49,6 +49,8 @@ var (
 	// ErrQueueDeleted: the queue was deleted while a long poll waited on
 	// it; the poll answers 204 at once, as at shutdown.
 	ErrQueueDeleted = errors.New("queue deleted")
+	// ErrTooLarge: the message is over its queue's max_message_size (413).
+	ErrTooLarge = errors.New("message too large")
 )
 
 // LeaderElsewhereError: only the leader can answer; the API forwards the
@@ -66,6 +68,25 @@ type Message struct {
 	Body        string
 	Deliveries  uint64  // times leased so far
 	Origin      *Origin // set on dead letters
+	Group       string  // its message group ("" for none)
+	Attributes  []Attribute
+	// Enqueued is when it was stored, on this node's clock, to the second
+	// (zero where not known).
+	Enqueued time.Time
+}
+
+// Attribute is a message attribute: a name, a data type (String, Number
+// or Binary, each with an optional ".label", as SQS has them) and the
+// value's bytes.
+type Attribute struct {
+	Name, Type, Value string
+}
+
+// NewMessage is one message of a batch enqueue.
+type NewMessage struct {
+	ContentType string
+	Body        string
+	Options     EnqueueOptions
 }
 
 // Origin says where a dead letter came from.
@@ -83,10 +104,17 @@ type Lease struct {
 	Expires time.Time
 }
 
-// EnqueueOptions are the optional headers of an enqueue.
+// EnqueueOptions are the optional headers of an enqueue. Delay is the
+// queue's delay_ms when not DelaySet.
 type EnqueueOptions struct {
 	IdempotencyKey string
 	Delay          time.Duration
+	DelaySet       bool
+	Group          string
+	Attributes     []Attribute
+	// Dedupe: a key that comes back with another message answers the
+	// original's id (SQS's deduplication) instead of ErrUnprocessable.
+	Dedupe bool
 }
 
 // Enqueued is an enqueue's outcome. Replay: the idempotency key was seen
@@ -96,21 +124,40 @@ type Enqueued struct {
 	Replay bool
 }
 
-// QueueConfig is a queue's whole configuration; 0 and "" mean none.
+// QueueConfig is a queue's whole configuration; 0 and "" mean none (for
+// the three defaults: the API's own default).
 type QueueConfig struct {
 	MaxDeliveries   uint64 `json:"max_deliveries"`
 	DeadLetterQueue string `json:"dead_letter_queue"`
 	MaxMessages     int64  `json:"max_messages"`
 	MaxBytes        int64  `json:"max_bytes"`
+	// VisibilityTimeoutMS is the lease ttl of a lease that names none;
+	// DelayMS the delay of an enqueue without a Delay header;
+	// ReceiveWaitMS the wait of a take without ?wait=.
+	VisibilityTimeoutMS int64 `json:"visibility_timeout_ms"`
+	DelayMS             int64 `json:"delay_ms"`
+	ReceiveWaitMS       int64 `json:"receive_wait_ms"`
+	// MaxMessageSize bounds body plus attributes (names, types, values).
+	MaxMessageSize int64 `json:"max_message_size"`
+	// RetentionMS: a message stored longer is dropped, leased or not.
+	RetentionMS int64 `json:"retention_ms"`
+	// ContentDedup is SQS's ContentBasedDeduplication (FIFO queues).
+	ContentDedup bool `json:"content_dedup"`
 }
 
 // ConfigChange is the body of PUT /queues/{q}/config: the fields present
 // are set, the nil ones keep their value.
 type ConfigChange struct {
-	MaxDeliveries   *uint64 `json:"max_deliveries"`
-	DeadLetterQueue *string `json:"dead_letter_queue"`
-	MaxMessages     *int64  `json:"max_messages"`
-	MaxBytes        *int64  `json:"max_bytes"`
+	MaxDeliveries       *uint64 `json:"max_deliveries"`
+	DeadLetterQueue     *string `json:"dead_letter_queue"`
+	MaxMessages         *int64  `json:"max_messages"`
+	MaxBytes            *int64  `json:"max_bytes"`
+	VisibilityTimeoutMS *int64  `json:"visibility_timeout_ms"`
+	DelayMS             *int64  `json:"delay_ms"`
+	ReceiveWaitMS       *int64  `json:"receive_wait_ms"`
+	MaxMessageSize      *int64  `json:"max_message_size"`
+	RetentionMS         *int64  `json:"retention_ms"`
+	ContentDedup        *bool   `json:"content_dedup"`
 }
 
 // ClusterLimits are the cluster's limits (0: none), their usage and the
@@ -150,16 +197,21 @@ type QueueStats struct {
 	OldestReadyAgeMS int64       `json:"oldest_ready_age_ms"`
 	Config           QueueConfig `json:"config"`
 	Totals           QueueTotals `json:"totals"`
+	// CreatedAt and ModifiedAt are when the queue was made and last
+	// configured, on this node's clock.
+	CreatedAt  time.Time `json:"created_at"`
+	ModifiedAt time.Time `json:"modified_at"`
 }
 
 // QueueTotals count a queue's messages since it was made: enqueued is
-// what is stored plus the four others.
+// what is stored plus the five others.
 type QueueTotals struct {
 	Enqueued     uint64 `json:"enqueued"`
 	Popped       uint64 `json:"popped"`
 	Acked        uint64 `json:"acked"`
 	DeadLettered uint64 `json:"dead_lettered"`
 	Purged       uint64 `json:"purged"`
+	Expired      uint64 `json:"expired"` // dropped at the end of the queue's retention
 }
 
 // LogPosition is where in the raft log a write was decided.
@@ -183,8 +235,9 @@ type Queue interface {
 	// Dequeue removes and returns the head; found is false when empty.
 	Dequeue(ctx context.Context, queue string) (m Message, found bool, pos LogPosition, err error)
 	// EnqueueBatch appends messages in one entry, all or nothing, and
-	// returns their ids in order.
-	EnqueueBatch(ctx context.Context, queue string, msgs []Message) ([]uint64, LogPosition, error)
+	// returns their outcomes in order (a message whose key was seen, in
+	// the window or earlier in the batch, is a replay).
+	EnqueueBatch(ctx context.Context, queue string, msgs []NewMessage) ([]Enqueued, LogPosition, error)
 	// PopMany removes and returns up to max messages, oldest first.
 	PopMany(ctx context.Context, queue string, max int) ([]Message, LogPosition, error)
 	// Lease leases the head ready message for ttl; found is false when
@@ -228,6 +281,10 @@ type Queue interface {
 	// HasReady reports, after a read barrier (no log entry), whether queue
 	// has a ready message.
 	HasReady(ctx context.Context, queue string) (bool, error)
+	// Defaults returns the queue's config as this node holds it, without a
+	// read barrier (zero for an unknown queue): for the defaults a request
+	// that names none gets. Not linearizable.
+	Defaults(queue string) QueueConfig
 }
 
 // Turn is a long poll's right to take one message; see Queue.AwaitReady.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gorilla/mux"
@@ -20,12 +21,16 @@ const (
 )
 
 // BatchMessage is one message of a batch, in and out: the body as text
-// when it is valid UTF-8, else base64.
+// when it is valid UTF-8, else base64. The key and delay are read only.
 type BatchMessage struct {
-	ID          uint64  `json:"id,omitempty"`
-	Body        *string `json:"body,omitempty"`
-	BodyB64     *string `json:"body_b64,omitempty"`
-	ContentType string  `json:"content_type,omitempty"`
+	ID             uint64          `json:"id,omitempty"`
+	Body           *string         `json:"body,omitempty"`
+	BodyB64        *string         `json:"body_b64,omitempty"`
+	ContentType    string          `json:"content_type,omitempty"`
+	IdempotencyKey string          `json:"idempotency_key,omitempty"`
+	DelayMS        *int64          `json:"delay_ms,omitempty"`
+	Group          string          `json:"group,omitempty"`
+	Attributes     json.RawMessage `json:"attributes,omitempty"`
 }
 
 func (a *api) enqueueBatch(w http.ResponseWriter, r *http.Request) {
@@ -48,7 +53,7 @@ func (a *api) enqueueBatch(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, fmt.Errorf("%w: a batch holds 1 to %d messages, got %d", ErrInvalid, MaxBatchMessages, len(in.Messages)))
 		return
 	}
-	items := make([]Message, len(in.Messages))
+	items := make([]NewMessage, len(in.Messages))
 	for i, m := range in.Messages {
 		var body string
 		switch {
@@ -77,20 +82,57 @@ func (a *api) enqueueBatch(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, fmt.Errorf("message %d: content_type: %w", i, err))
 			return
 		}
-		items[i] = Message{ContentType: ct, Body: body}
+		opts, err := a.batchOptions(queue, m)
+		if err != nil {
+			a.fail(w, fmt.Errorf("message %d: %w", i, err))
+			return
+		}
+		items[i] = NewMessage{ContentType: ct, Body: body, Options: opts}
 	}
 	ctx, cancel := a.ctx(r)
 	defer cancel()
-	ids, pos, err := a.q.EnqueueBatch(ctx, queue, items)
+	res, pos, err := a.q.EnqueueBatch(ctx, queue, items)
 	if err != nil {
 		a.failWrite(w, err)
 		return
 	}
 	setPosition(w, pos)
-	writeJSON(w, http.StatusCreated, struct {
-		Queue string   `json:"queue"`
-		IDs   []uint64 `json:"ids"`
-	}{queue, ids})
+	out := struct {
+		Queue   string   `json:"queue"`
+		IDs     []uint64 `json:"ids"`
+		Replays []int    `json:"replays,omitempty"` // indexes of the messages whose key was seen
+	}{Queue: queue, IDs: make([]uint64, len(res))}
+	for i, e := range res {
+		out.IDs[i] = e.ID
+		if e.Replay {
+			out.Replays = append(out.Replays, i)
+		}
+	}
+	writeJSON(w, http.StatusCreated, out)
+}
+
+// batchOptions reads a batch message's key, delay (the queue's delay_ms
+// when absent), group and attributes.
+func (a *api) batchOptions(queue string, m BatchMessage) (EnqueueOptions, error) {
+	opts := EnqueueOptions{IdempotencyKey: m.IdempotencyKey, Group: m.Group}
+	if m.DelayMS != nil {
+		if *m.DelayMS < 0 || *m.DelayMS > MaxDelay.Milliseconds() {
+			return opts, fmt.Errorf("%w: delay_ms must be 0 to %d", ErrInvalid, MaxDelay.Milliseconds())
+		}
+		opts.Delay, opts.DelaySet = time.Duration(*m.DelayMS)*time.Millisecond, true
+	}
+	if m.Group != "" {
+		if err := ValidateGroup(m.Group); err != nil {
+			return opts, err
+		}
+	}
+	if len(m.Attributes) > 0 {
+		var err error
+		if opts.Attributes, err = decodeAttributes(m.Attributes); err != nil {
+			return opts, err
+		}
+	}
+	return a.withDefaults(queue, opts), nil
 }
 
 // popMany answers GET /queues/{q}?max=N.
@@ -111,8 +153,11 @@ func (a *api) popMany(w http.ResponseWriter, r *http.Request, queue, maxParam st
 	}
 	out := make([]BatchMessage, len(ms))
 	for i, m := range ms {
-		out[i] = BatchMessage{ID: m.ID, ContentType: m.ContentType}
+		out[i] = BatchMessage{ID: m.ID, ContentType: m.ContentType, Group: m.Group}
 		out[i].Body, out[i].BodyB64 = textOrBase64(m.Body)
+		if len(m.Attributes) > 0 {
+			out[i].Attributes = encodeAttributes(m.Attributes)
+		}
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Messages []BatchMessage `json:"messages"`

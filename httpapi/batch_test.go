@@ -1,9 +1,14 @@
 package httpapi
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
+	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBatchRoundTrip(t *testing.T) {
@@ -51,5 +56,48 @@ func TestBatchBadInput(t *testing.T) {
 	}
 	if len(q.batch) != 0 {
 		t.Fatalf("bad batches stored %d messages", len(q.batch))
+	}
+}
+
+// An enqueue's group and attributes come in as headers (a batch's in its
+// JSON), are checked, and go out with the message.
+func TestGroupsAndAttributes(t *testing.T) {
+	var got EnqueueOptions
+	q := &fakeQueue{enqueueOpts: func(_ context.Context, _, _ string, _ []byte, o EnqueueOptions) (Enqueued, LogPosition, error) {
+		got = o
+		return Enqueued{ID: 1}, LogPosition{}, nil
+	}, defaults: QueueConfig{DelayMS: 2000}}
+	req := httptest.NewRequest(http.MethodPost, "/queues/q", strings.NewReader("x"))
+	req.Header.Set("Message-Group", "g1")
+	req.Header.Set("Message-Attributes", `{"colour":"red","n":{"type":"Number","value":"7"},"raw":{"type":"Binary","value":"AP8="}}`)
+	if rec := serve(t, q, nil, req); rec.Code != http.StatusCreated {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	want := []Attribute{{"colour", "String", "red"}, {"n", "Number", "7"}, {"raw", "Binary", "\x00\xff"}}
+	if got.Group != "g1" || !reflect.DeepEqual(got.Attributes, want) || got.Delay != 2*time.Second {
+		t.Fatalf("options %+v: group, attributes and the queue's delay", got)
+	}
+	for _, bad := range []map[string]string{
+		{"Message-Group": "a b"},
+		{"Message-Attributes": `{"AWS.x":"y"}`},
+		{"Message-Attributes": `{"n":{"type":"Number","value":"seven"}}`},
+		{"Message-Attributes": `{"n":{"type":"Float","value":"1"}}`},
+		{"Message-Attributes": `[1]`},
+	} {
+		req := httptest.NewRequest(http.MethodPost, "/queues/q", strings.NewReader("x"))
+		for k, v := range bad {
+			req.Header.Set(k, v)
+		}
+		if rec := serve(t, q, nil, req); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"error"`) {
+			t.Errorf("%v: %d %s", bad, rec.Code, rec.Body)
+		}
+	}
+	rec := httptest.NewRecorder()
+	writeMessage(rec, Message{ID: 3, Body: "b", Group: "g1", Attributes: []Attribute{{"city", "String", "Zürich"}}})
+	if h := rec.Header(); h.Get("Message-Group") != "g1" || h.Get("Message-Attributes") != `{"city":{"type":"String","value":"Z\u00fcrich"}}` {
+		t.Fatalf("headers %v", h)
+	}
+	if a, err := decodeAttributes(json.RawMessage(rec.Header().Get("Message-Attributes"))); err != nil || a[0].Value != "Zürich" {
+		t.Fatalf("read back %+v %v", a, err)
 	}
 }

@@ -57,9 +57,18 @@ func (a *api) longPoll(r *http.Request, queue string, wait time.Duration, want i
 	return LongPoll(r.Context(), a.q, queue, wait, want, a.opts.RequestTimeout, &a.waiters, op)
 }
 
+// leaseTTL is the ttl of a lease or an extend that names none: the
+// queue's visibility_timeout_ms, else DefaultLeaseTTL.
+func (a *api) leaseTTL(queue string) time.Duration {
+	if v := a.q.Defaults(queue).VisibilityTimeoutMS; v > 0 {
+		return min(max(time.Duration(v)*time.Millisecond, MinLeaseTTL), MaxLeaseTTL)
+	}
+	return DefaultLeaseTTL
+}
+
 func (a *api) lease(w http.ResponseWriter, r *http.Request) {
 	queue := mux.Vars(r)["queue"]
-	ttl, err := duration(r.URL.Query().Get("ttl"), "ttl", DefaultLeaseTTL, MinLeaseTTL, MaxLeaseTTL)
+	ttl, err := duration(r.URL.Query().Get("ttl"), "ttl", a.leaseTTL(queue), MinLeaseTTL, MaxLeaseTTL)
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -80,7 +89,7 @@ func (a *api) lease(w http.ResponseWriter, r *http.Request) {
 // 204 itself and sets the log position; true means the caller writes what
 // was found.
 func (a *api) takeWithWait(w http.ResponseWriter, r *http.Request, queue string, want int, take func(context.Context) (bool, LogPosition, error)) bool {
-	wait, err := duration(r.URL.Query().Get("wait"), "wait", 0, 0, MaxWait)
+	wait, err := duration(r.URL.Query().Get("wait"), "wait", min(time.Duration(a.q.Defaults(queue).ReceiveWaitMS)*time.Millisecond, MaxWait), 0, MaxWait)
 	if err != nil {
 		a.fail(w, err)
 		return false
@@ -119,6 +128,15 @@ func writeMessage(w http.ResponseWriter, m Message) {
 		h.Set("Dead-Letter-Origin-Queue", o.Queue)
 		h.Set("Dead-Letter-Origin-Id", strconv.FormatUint(o.ID, 10))
 		h.Set("Dead-Letter-Deliveries", strconv.FormatUint(o.Deliveries, 10))
+	}
+	if m.Group != "" {
+		h.Set("Message-Group", m.Group)
+	}
+	if len(m.Attributes) > 0 {
+		h.Set("Message-Attributes", string(encodeAttributes(m.Attributes)))
+	}
+	if !m.Enqueued.IsZero() {
+		h.Set("Enqueued-At", m.Enqueued.UTC().Format(time.RFC3339))
 	}
 	w.WriteHeader(http.StatusOK)
 	io.WriteString(w, m.Body) // written after the state change; a failed write is the client's loss
@@ -178,7 +196,7 @@ func (a *api) extend(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	ttl, err := duration(r.URL.Query().Get("ttl"), "ttl", DefaultLeaseTTL, MinLeaseTTL, MaxLeaseTTL)
+	ttl, err := duration(r.URL.Query().Get("ttl"), "ttl", a.leaseTTL(queue), MinLeaseTTL, MaxLeaseTTL)
 	if err != nil {
 		a.fail(w, err)
 		return

@@ -69,7 +69,7 @@ func TestConfigurePresence(t *testing.T) {
 	if got.MaxMessages == nil || *got.MaxMessages != 7 || got.MaxBytes != nil || got.MaxDeliveries != nil || got.DeadLetterQueue != nil {
 		t.Fatalf("change %+v: only max_messages should be present", got)
 	}
-	if b := strings.TrimSpace(rec.Body.String()); b != `{"max_deliveries":5,"dead_letter_queue":"d","max_messages":7,"max_bytes":0}` {
+	if b := strings.TrimSpace(rec.Body.String()); b != `{"max_deliveries":5,"dead_letter_queue":"d","max_messages":7,"max_bytes":0,"visibility_timeout_ms":0,"delay_ms":0,"receive_wait_ms":0,"max_message_size":0,"retention_ms":0,"content_dedup":false}` {
 		t.Fatalf("body %s", b)
 	}
 	serve(t, q, nil, httptest.NewRequest(http.MethodPut, "/queues/q/config", strings.NewReader(`{"dead_letter_queue":"","max_bytes":0}`)))
@@ -214,7 +214,8 @@ func TestStats(t *testing.T) {
 			return QueueStats{}, fmt.Errorf("%w: no such queue: %s", ErrNotFound, queue)
 		}
 		return QueueStats{Queue: "q", Depth: 1, Leased: 2, Delayed: 3, Bytes: 400, Keys: 1, OldestReadyAgeMS: 5000,
-			Config: QueueConfig{MaxMessages: 10}, Totals: QueueTotals{Enqueued: 9, Popped: 1, Acked: 1, Purged: 1}}, nil
+			Config: QueueConfig{MaxMessages: 10}, Totals: QueueTotals{Enqueued: 9, Popped: 1, Acked: 1, Purged: 1},
+			CreatedAt: time.Unix(1700000000, 0).UTC(), ModifiedAt: time.Unix(1700000001, 0).UTC()}, nil
 	}})
 	rec := serve(t, q, nil, httptest.NewRequest(http.MethodGet, "/queues/q/stats", nil))
 	var got map[string]any
@@ -222,8 +223,9 @@ func TestStats(t *testing.T) {
 		t.Fatalf("%d %s", rec.Code, rec.Body)
 	}
 	want := `{"queue":"q","depth":1,"leased":2,"delayed":3,"bytes":400,"keys":1,"oldest_ready_age_ms":5000,` +
-		`"config":{"max_deliveries":0,"dead_letter_queue":"","max_messages":10,"max_bytes":0},` +
-		`"totals":{"enqueued":9,"popped":1,"acked":1,"dead_lettered":0,"purged":1}}`
+		`"config":{"max_deliveries":0,"dead_letter_queue":"","max_messages":10,"max_bytes":0,"visibility_timeout_ms":0,"delay_ms":0,"receive_wait_ms":0,"max_message_size":0,"retention_ms":0,"content_dedup":false},` +
+		`"totals":{"enqueued":9,"popped":1,"acked":1,"dead_lettered":0,"purged":1,"expired":0},` +
+		`"created_at":"2023-11-14T22:13:20Z","modified_at":"2023-11-14T22:13:21Z"}`
 	if b := strings.TrimSpace(rec.Body.String()); b != want {
 		t.Fatalf("stats\n%s\nwant\n%s", b, want)
 	}

@@ -135,12 +135,12 @@ func (a *api) enqueue(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, fmt.Errorf("Content-Type: %w", err))
 		return
 	}
-	opts := EnqueueOptions{IdempotencyKey: r.Header.Get("Idempotency-Key")}
-	var err error
-	if opts.Delay, err = duration(r.Header.Get("Delay"), "Delay", 0, 0, MaxDelay); err != nil {
+	opts, err := messageOptions(r)
+	if err != nil {
 		a.fail(w, err)
 		return
 	}
+	opts = a.withDefaults(queue, opts)
 	body, ok := a.readBody(w, r)
 	if !ok {
 		return
@@ -286,6 +286,8 @@ func statusFor(err error) int {
 		return http.StatusTooManyRequests
 	case errors.Is(err, ErrStorageFull):
 		return http.StatusInsufficientStorage
+	case errors.Is(err, ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
 	default:
 		return http.StatusInternalServerError
 	}

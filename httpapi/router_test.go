@@ -30,6 +30,7 @@ type fakeQueue struct {
 	awaitErr    error         // if set, AwaitReady's answer
 	turn        Turn          // if set, the turn AwaitReady gives
 	batch       []Message     // EnqueueBatch appends when non-nil; PopMany pops
+	defaults    QueueConfig   // what Defaults answers
 	lifecycle   fakeLifecycle
 }
 
@@ -56,12 +57,12 @@ func (f *fakeQueue) Dequeue(ctx context.Context, q string) (Message, bool, LogPo
 	return f.dequeue(ctx, q)
 }
 func (f *fakeQueue) Queues(ctx context.Context) ([]QueueInfo, error) { return f.queues(ctx) }
-func (f *fakeQueue) EnqueueBatch(ctx context.Context, q string, ms []Message) ([]uint64, LogPosition, error) {
-	ids := make([]uint64, len(ms))
-	for i := range ms {
-		ids[i] = uint64(i + 1)
+func (f *fakeQueue) EnqueueBatch(ctx context.Context, q string, ms []NewMessage) ([]Enqueued, LogPosition, error) {
+	ids := make([]Enqueued, len(ms))
+	for i, m := range ms {
+		ids[i] = Enqueued{ID: uint64(i + 1)}
 		if f.batch != nil {
-			f.batch = append(f.batch, ms[i])
+			f.batch = append(f.batch, Message{ContentType: m.ContentType, Body: m.Body, Group: m.Options.Group, Attributes: m.Options.Attributes})
 		}
 	}
 	return ids, LogPosition{}, nil
@@ -130,6 +131,7 @@ func (f *fakeQueue) AwaitReady(ctx context.Context, _ string, _ int) (Turn, erro
 	}
 }
 func (f *fakeQueue) HasReady(context.Context, string) (bool, error) { return f.ready, nil }
+func (f *fakeQueue) Defaults(string) QueueConfig                   { return f.defaults }
 
 type doneFunc func()
 

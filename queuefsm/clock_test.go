@@ -175,7 +175,7 @@ func encodeV2ForTest(t *testing.T, c Command) []byte {
 	if c.Proposer != 0 || c.Epoch != 0 {
 		t.Fatal("version 2 has no proposer")
 	}
-	b := c.Encode()
+	b := c.encodeIn(commandV3)
 	r := &reader{b: b[2:]}
 	r.varint()
 	n := len(b) - 2 - len(r.b) // the time's bytes

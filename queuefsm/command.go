@@ -18,12 +18,19 @@ import (
 // follows: version 4 for those ops, enqueue, batch and configure, version
 // 3 for the others, whose meaning has not changed. A replica that meets an
 // unknown version refuses it deterministically, as versions 1 to 3 refuse
-// the ops of version 4.
+// the ops of version 4. Version 5 has the header of version 4 and carries
+// more in three ops: an enqueue and each batch item have a group, message
+// attributes and a flags byte (FlagDedupe), a batch item its own
+// idempotency key and delay, and a configure names its fields in a uvarint
+// and carries the queue's SQS-style settings (visibility timeout, delay,
+// receive wait, maximum message size, retention, content deduplication).
+// Encode writes those three ops in version 5.
 const (
 	commandV1      = 1
 	commandV2      = 2
 	commandV3      = 3
-	commandVersion = 4
+	commandV4      = 4
+	commandVersion = 5
 )
 
 // Op names a state-machine operation.
@@ -62,18 +69,22 @@ func (o Op) String() string {
 // commandVersion).
 func (o Op) version() byte {
 	switch o {
-	case OpEnqueue, OpBatch, OpConfigure, OpDeleteQueue, OpPurge, OpSetLimits, OpAlarm:
+	case OpEnqueue, OpBatch, OpConfigure:
 		return commandVersion
+	case OpDeleteQueue, OpPurge, OpSetLimits, OpAlarm:
+		return commandV4
 	}
 	return commandV3
 }
 
 // Fields names the fields a configure or a set-limits command sets; the
-// others keep their value. 0 sets every field the op has (configure: the
-// four queue fields; set limits: both cluster limits), which is what a
+// others keep their value. 0 sets every field the op had in version 4
+// (configure: the four queue fields from FieldMaxDeliveries to
+// FieldMaxBytes; set limits: both cluster limits), which is what a
 // configure of versions 2 and 3 does. FieldMaxBytes is the queue's limit
-// in a configure, the cluster's in a set-limits.
-type Fields byte
+// in a configure, the cluster's in a set-limits. The fields from
+// FieldVisibility on are configure's from version 5 on.
+type Fields uint16
 
 const (
 	FieldMaxDeliveries Fields = 1 << iota
@@ -81,15 +92,43 @@ const (
 	FieldMaxMessages
 	FieldMaxBytes
 	FieldMaxQueues
+	FieldVisibility     // the lease TTL a consumer gets when it names none
+	FieldDelay          // the delay an enqueue gets when it names none
+	FieldReceiveWait    // the long-poll wait a receive gets when it names none
+	FieldMaxMessageSize // the largest message (body and attributes) stored
+	FieldRetention      // how long a message is kept before it is dropped
+	FieldContentDedup   // SQS's ContentBasedDeduplication
 )
+
+// Flags of an enqueue or a batch item (version 5 on).
+const (
+	// FlagDedupe: an idempotency key that comes back with another message
+	// answers the original's id, as SQS's deduplication does, instead of
+	// ErrKeyReused.
+	FlagDedupe byte = 1 << iota
+)
+
+// Attribute is a message attribute, as SQS has them: a name, a data type
+// ("String", "Number", "Binary", each with an optional ".label") and the
+// value's bytes. queuefsm checks only counts and lengths; the APIs check
+// the rest.
+type Attribute struct {
+	Name, Type, Value string
+}
 
 // MaxBatch is the most messages one batch enqueue or pop may carry.
 const MaxBatch = 1000
 
-// BatchItem is one message of a batch enqueue.
+// BatchItem is one message of a batch enqueue. The fields after Body are
+// carried from version 5 on.
 type BatchItem struct {
-	ContentType string
-	Body        string
+	ContentType    string
+	Body           string
+	IdempotencyKey string
+	Delay          int64 // milliseconds
+	Flags          byte
+	Group          string
+	Attributes     []Attribute
 }
 
 // Command is a decoded state-machine operation. Time is the proposer's
@@ -122,6 +161,12 @@ type Command struct {
 	Fields          Fields      // configure, set limits: what they set (0: all)
 	Node            uint64      // alarm: the node whose disk it is
 	Raise           bool        // alarm: raise it (false: clear it)
+	// From version 5 on, an enqueue's:
+	Flags      byte        // FlagDedupe
+	Group      string      // the message's group ("" for none; see queue.groups)
+	Attributes []Attribute // the message's attributes
+	// and a configure's (milliseconds, 0 for the default or for none):
+	Config QueueSettings
 }
 
 // ErrBadCommand reports a command that cannot be decoded. Apply returns it as
@@ -129,9 +174,13 @@ type Command struct {
 var ErrBadCommand = errors.New("queuefsm: malformed command")
 
 // Encode returns the command's bytes.
-func (c Command) Encode() []byte {
+func (c Command) Encode() []byte { return c.encodeIn(c.Op.version()) }
+
+// encodeIn writes the command in version v, 3 to commandVersion, leaving
+// out what v does not carry (tests write old logs with it).
+func (c Command) encodeIn(v byte) []byte {
 	b := make([]byte, 0, 32+len(c.Queue)+len(c.ContentType)+len(c.IdempotencyKey)+len(c.Token)+len(c.DeadLetterQueue)+len(c.Body))
-	b = append(b, c.Op.version(), byte(c.Op))
+	b = append(b, v, byte(c.Op))
 	b = binary.AppendVarint(b, c.Time)
 	b = binary.AppendUvarint(b, c.Proposer)
 	b = binary.AppendVarint(b, c.Epoch)
@@ -141,6 +190,9 @@ func (c Command) Encode() []byte {
 		b = appendString(b, c.ContentType)
 		b = appendString(b, c.IdempotencyKey)
 		b = binary.AppendVarint(b, c.Delay)
+		if v >= commandVersion {
+			b = appendExtras(b, c.Flags, c.Group, c.Attributes)
+		}
 		b = append(b, c.Body...)
 	case OpLease:
 		b = binary.AppendVarint(b, c.TTL)
@@ -158,9 +210,16 @@ func (c Command) Encode() []byte {
 	case OpConfigure:
 		b = binary.AppendUvarint(b, c.MaxDeliveries)
 		b = appendString(b, c.DeadLetterQueue)
-		b = append(b, byte(c.Fields))
+		if v < commandVersion {
+			b = append(b, byte(c.Fields))
+		} else {
+			b = binary.AppendUvarint(b, uint64(c.Fields))
+		}
 		b = binary.AppendVarint(b, c.MaxMessages)
 		b = binary.AppendVarint(b, c.MaxBytes)
+		if v >= commandVersion {
+			b = c.Config.append(b)
+		}
 	case OpSetLimits:
 		b = append(b, byte(c.Fields))
 		b = binary.AppendVarint(b, c.MaxQueues)
@@ -172,7 +231,12 @@ func (c Command) Encode() []byte {
 		b = binary.AppendUvarint(b, uint64(len(c.Items)))
 		for _, it := range c.Items {
 			b = appendString(b, it.ContentType)
-			b = appendString(b, string(it.Body))
+			b = appendString(b, it.Body)
+			if v >= commandVersion {
+				b = appendString(b, it.IdempotencyKey)
+				b = binary.AppendVarint(b, it.Delay)
+				b = appendExtras(b, it.Flags, it.Group, it.Attributes)
+			}
 		}
 	case OpPopMany:
 		b = binary.AppendUvarint(b, c.Max)
@@ -199,13 +263,14 @@ func DecodeCommand(cmd []byte) (Command, error) {
 	switch cmd[0] {
 	case commandV1:
 		return decodeV1(cmd)
-	case commandV2, commandV3, commandVersion:
+	case commandV2, commandV3, commandV4, commandVersion:
 	default:
 		return Command{}, fmt.Errorf("%w: version %d", ErrBadCommand, cmd[0])
 	}
+	v := cmd[0]
 	r := &reader{b: cmd[2:]}
 	c := Command{Op: Op(cmd[1])}
-	if c.Op > OpPopMany && cmd[0] < commandVersion {
+	if c.Op > OpPopMany && v < commandV4 {
 		return Command{}, fmt.Errorf("%w: op %d in version %d", ErrBadCommand, c.Op, cmd[0])
 	}
 	c.Time, c.Proposer, c.Epoch = r.header(cmd[0])
@@ -216,6 +281,9 @@ func DecodeCommand(cmd []byte) (Command, error) {
 	switch c.Op {
 	case OpEnqueue:
 		c.ContentType, c.IdempotencyKey, c.Delay = r.string(), r.string(), r.varint()
+		if v >= commandVersion {
+			c.Flags, c.Group, c.Attributes = r.extras()
+		}
 		c.Body, r.b = r.b, nil
 	case OpDequeue, OpTick, OpDeleteQueue, OpPurge:
 	case OpLease:
@@ -228,7 +296,11 @@ func DecodeCommand(cmd []byte) (Command, error) {
 		c.ID, c.Token, c.TTL = r.uvarint(), r.string(), r.varint()
 	case OpConfigure:
 		c.MaxDeliveries, c.DeadLetterQueue = r.uvarint(), r.string()
-		if len(r.b) > 0 { // versions 2 and 3 end here (Encode always wrote the limits since)
+		switch {
+		case v >= commandVersion:
+			c.Fields, c.MaxMessages, c.MaxBytes = r.fields(), r.varint(), r.varint()
+			c.Config = r.settings()
+		case len(r.b) > 0: // versions 2 and 3 end here (Encode always wrote the limits since)
 			c.Fields, c.MaxMessages, c.MaxBytes = Fields(r.byte()), r.varint(), r.varint()
 		}
 	case OpSetLimits:
@@ -242,7 +314,12 @@ func DecodeCommand(cmd []byte) (Command, error) {
 		}
 		c.Items = make([]BatchItem, 0, n)
 		for ; n > 0 && r.err == nil; n-- {
-			c.Items = append(c.Items, BatchItem{ContentType: r.string(), Body: string(r.aliased())})
+			it := BatchItem{ContentType: r.string(), Body: string(r.aliased())}
+			if v >= commandVersion {
+				it.IdempotencyKey, it.Delay = r.string(), r.varint()
+				it.Flags, it.Group, it.Attributes = r.extras()
+			}
+			c.Items = append(c.Items, it)
 		}
 	case OpPopMany:
 		c.Max = r.uvarint()
@@ -305,7 +382,7 @@ func QueueOf(cmd []byte) (queue string, tick bool) {
 	r := &reader{b: cmd[2:]}
 	switch cmd[0] {
 	case commandV1:
-	case commandV2, commandV3, commandVersion:
+	case commandV2, commandV3, commandV4, commandVersion:
 		r.header(cmd[0])
 	default:
 		return "", false

@@ -47,6 +47,8 @@ var (
 	ErrLeaseLost = errors.New("queuefsm: lease token does not hold the message")
 	// ErrKeyReused: an idempotency key came back with a different message.
 	ErrKeyReused = errors.New("queuefsm: idempotency key reused with a different message")
+	// ErrTooLarge: the message is over its queue's MaxMessageSize.
+	ErrTooLarge = errors.New("queuefsm: message too large")
 )
 
 // ValidateName reports whether name is a legal queue name: 1 to 128 of
@@ -105,6 +107,13 @@ type Message struct {
 	Body        string
 	Deliveries  uint64  // times leased so far (pops do not count)
 	Origin      *Origin // set on dead letters
+	Group       string
+	Attributes  []Attribute // shared with the state: read only
+	// Enqueued is when the message was stored in its queue (cluster time
+	// in ms, to the second; a dead letter was stored when it was moved, a
+	// message restored from a snapshot older than version 4 when that
+	// snapshot was taken).
+	Enqueued int64
 }
 
 // EnqueueResult is Apply's result for an enqueue. Replay is true when the
@@ -126,14 +135,17 @@ type DequeueResult struct {
 	Now     int64 // the state machine's clock when applied
 }
 
-// BatchResult is Apply's result for a batch enqueue: the ids, in order.
+// BatchResult is Apply's result for a batch enqueue: the ids, in order,
+// and which items were replays of a remembered key (nil when none was).
 type BatchResult struct {
-	IDs []uint64
+	IDs    []uint64
+	Replay []bool
 }
 
 // PopManyResult is Apply's result for a multiple pop, oldest first.
 type PopManyResult struct {
 	Messages []Message
+	Now      int64 // the state machine's clock when applied
 }
 
 // LeaseResult is Apply's result for an extend: the new expiry, in cluster
@@ -295,6 +307,7 @@ func (f *FSM) queue(name string) *queue {
 	q := f.queues[name]
 	if q == nil {
 		q = newQueue(name, f.idFloor)
+		q.created, q.modified = f.now, f.now
 		f.queues[name] = q
 	}
 	return q
@@ -320,14 +333,16 @@ func (f *FSM) expire(q *queue) {
 		}
 		if m.state == stateLeased {
 			q.leasedN--
+			q.leaseEnded(m)
 		} else {
 			q.delayedN--
 		}
 		m = q.own(f, m)
 		m.lease = 0
 		m.state = stateReady
-		heap.Push(&q.ready, m.id)
+		q.fileReady(m)
 	}
+	q.dropExpired(f)
 }
 
 // Queues lists every queue, sorted by name. A queue is kept, empty or

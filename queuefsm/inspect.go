@@ -9,18 +9,15 @@ import (
 // MaxPeek is the most messages one Peek returns.
 const MaxPeek = 1000
 
-// PeekedMessage is a ready message as Peek shows it: the message, and
-// when it was stored in its queue (cluster time in ms, to the second; a
-// dead letter was stored when it was moved, a message restored from a
-// snapshot older than version 4 when that snapshot was taken).
+// PeekedMessage is a ready message as Peek shows it (Message.Enqueued
+// says when it was stored).
 type PeekedMessage struct {
 	Message
-	Enqueued int64
 }
 
 // QueueTotals count a queue's messages since it was made (or since a
 // snapshot older than version 4 was restored: Enqueued then starts at the
-// messages it held). Enqueued always equals what is stored plus the four
+// messages it held). Enqueued always equals what is stored plus the five
 // others.
 type QueueTotals struct {
 	Enqueued     uint64 // stored: enqueues, batch items, dead letters moved in (replays store nothing)
@@ -28,6 +25,7 @@ type QueueTotals struct {
 	Acked        uint64
 	DeadLettered uint64 // moved to the dead-letter queue, or dropped when it had none
 	Purged       uint64
+	Expired      uint64 // dropped at the end of the queue's retention
 }
 
 // QueueStats describe one queue. Like Ready, they count leases and delays
@@ -71,7 +69,7 @@ func (f *FSM) Peek(queue string, max int) ([]PeekedMessage, error) {
 	}
 	out := make([]PeekedMessage, len(ms))
 	for i, m := range ms {
-		out[i] = PeekedMessage{Message: m.public(), Enqueued: int64(m.enqueued) * 1000}
+		out[i] = PeekedMessage{Message: m.public()}
 	}
 	return out, nil
 }
@@ -83,7 +81,7 @@ func (m *msg) readyAt(now int64) bool { return m.state == stateReady || m.at <= 
 
 // peekTable is Peek's walk of the table; false if it gave up.
 func (q *queue) peekTable(now int64, max int) ([]*msg, bool) {
-	start := q.ready.min()
+	start := q.readyMin()
 	if due := q.dueMsgs(now); len(due) > 0 {
 		start = min(start, due[0].id)
 	}
@@ -108,7 +106,7 @@ func (q *queue) peekTable(now int64, max int) ([]*msg, bool) {
 func (q *queue) peekHeap(now int64, max int) []*msg {
 	due := q.dueMsgs(now)
 	var out []*msg
-	for id := range q.ready.ascending {
+	for _, id := range q.readyIDs(max) {
 		for len(due) > 0 && due[0].id < id && len(out) < max {
 			out, due = append(out, due[0]), due[1:]
 		}
@@ -130,7 +128,7 @@ func (f *FSM) Stats(queue string) (QueueStats, error) {
 	}
 	s := QueueStats{Leased: q.leasedN, Delayed: q.delayedN, Bytes: q.bytes(), Keys: len(q.keys),
 		Now: f.now, Config: q.config(), Totals: q.totals}
-	oldest := q.ready.min()
+	oldest := q.readyMin()
 	for _, m := range q.dueMsgs(f.now) {
 		if m.state == stateLeased {
 			s.Leased--
@@ -246,7 +244,7 @@ func siftDown(n, i int, less func(a, b int) bool, swap func(a, b int)) {
 
 // list is the totals in their snapshot order.
 func (t QueueTotals) list() []uint64 {
-	return []uint64{t.Enqueued, t.Popped, t.Acked, t.DeadLettered, t.Purged}
+	return []uint64{t.Enqueued, t.Popped, t.Acked, t.DeadLettered, t.Purged, t.Expired}
 }
 
 // HasQueue reports whether queue exists: it was created (by an enqueue or

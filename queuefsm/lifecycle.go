@@ -23,9 +23,19 @@ type QueueConfig struct {
 	DeadLetterQueue string
 	MaxMessages     int64
 	MaxBytes        int64
+	QueueSettings
+	// Created and Modified are when the queue was made and last
+	// configured (cluster time, ms; as the snapshot's clock for a queue
+	// restored from a snapshot older than version 5). Not settable.
+	Created, Modified int64
 }
 
-const configFields = FieldMaxDeliveries | FieldDeadLetterQueue | FieldMaxMessages | FieldMaxBytes
+const (
+	// configFields is what a configure of Fields 0 sets: the four fields
+	// of version 4.
+	configFields   = FieldMaxDeliveries | FieldDeadLetterQueue | FieldMaxMessages | FieldMaxBytes
+	settingsFields = FieldVisibility | FieldDelay | FieldReceiveWait | FieldMaxMessageSize | FieldRetention | FieldContentDedup
+)
 
 // configure sets the fields the command names (0: all four), making the
 // queue if need be and, from version 4 on, the dead-letter queue it names
@@ -34,9 +44,16 @@ const configFields = FieldMaxDeliveries | FieldDeadLetterQueue | FieldMaxMessage
 // deleted since). It works at any limit on a queue that exists, unless it
 // names a dead-letter queue that would have to be made past max_queues.
 func (f *FSM) configure(c call) any {
-	set, err := c.fields(configFields)
+	all := configFields
+	if c.version >= commandVersion {
+		all |= settingsFields
+	}
+	set, err := c.fields(all)
 	if err != nil {
 		return err
+	}
+	if c.Fields == 0 {
+		set = configFields // in version 5 too
 	}
 	if err := c.checkConfig(set); err != nil {
 		return err
@@ -49,7 +66,9 @@ func (f *FSM) configure(c call) any {
 			f.queue(d)
 		}
 	}
-	f.queue(c.Queue).setConfig(c.Command, set)
+	q := f.queue(c.Queue)
+	q.setConfig(c.Command, set)
+	q.modified = f.now
 	return Done{}
 }
 
@@ -66,7 +85,7 @@ func (c *call) checkConfig(set Fields) error {
 	if set&FieldMaxMessages != 0 && c.MaxMessages < 0 || set&FieldMaxBytes != 0 && c.MaxBytes < 0 {
 		return fmt.Errorf("%w: negative limit", ErrInvalidArg)
 	}
-	return nil
+	return c.Config.check()
 }
 
 // dlqToMake is the dead-letter queue a configure names, if it sets one.
@@ -101,10 +120,12 @@ func (q *queue) setConfig(c Command, set Fields) {
 	if set&FieldMaxBytes != 0 {
 		q.maxBytes = c.MaxBytes
 	}
+	q.settings.set(c.Config, set)
 }
 
 func (q *queue) config() QueueConfig {
-	return QueueConfig{MaxDeliveries: q.maxDeliveries, DeadLetterQueue: q.dlq, MaxMessages: q.maxMessages, MaxBytes: q.maxBytes}
+	return QueueConfig{MaxDeliveries: q.maxDeliveries, DeadLetterQueue: q.dlq, MaxMessages: q.maxMessages, MaxBytes: q.maxBytes,
+		QueueSettings: q.settings, Created: q.created, Modified: q.modified}
 }
 
 // deleteQueue removes a queue with its messages, leases, keys, config and
@@ -137,6 +158,13 @@ func (f *FSM) purge(c call) any {
 	kept := q.leasedMsgs()
 	dropped := q.msgs.len() - len(kept)
 	q.msgs, q.ready, q.timers, q.delayedN = msgTable{}, nil, nil, 0
+	q.avail, q.groupedReady = nil, 0
+	for name, g := range q.groups { // only leases hold a group now
+		g.ready, g.at = nil, -1
+		if g.inflight == 0 {
+			delete(q.groups, name)
+		}
+	}
 	var bytes int64
 	for _, m := range kept {
 		q.msgs.add(m)
@@ -160,4 +188,28 @@ func (q *queue) leasedMsgs() []*msg {
 	}
 	slices.SortFunc(out, func(a, b *msg) int { return cmp.Compare(a.id, b.id) })
 	return slices.Compact(out)
+}
+
+// expiresAt is when m leaves a queue whose retention is r: r after it was
+// stored, rounded up to the second the record keeps (late, never early).
+func (m *msg) expiresAt(r int64) int64 { return (int64(m.enqueued)+1)*1000 + r }
+
+// dropExpired drops the messages stored longer than the queue's retention,
+// in whatever state: ids grow with the time they were stored, so they are
+// the oldest ids, and the walk stops at the first message kept.
+func (q *queue) dropExpired(f *FSM) {
+	r := q.settings.Retention
+	if r <= 0 {
+		return
+	}
+	for m := q.msgs.first(); m != nil && m.expiresAt(r) <= f.now; m = q.msgs.first() {
+		switch m.state {
+		case stateDelayed:
+			q.delayedN--
+		case stateReady:
+			q.unfileOldest(m)
+		}
+		q.drop(f, m) // a lease ends in drop
+		q.totals.Expired++
+	}
 }

@@ -246,7 +246,7 @@ func (c *call) fields(all Fields) (Fields, error) {
 		return all, nil
 	}
 	if c.Fields&^all != 0 {
-		return 0, fmt.Errorf("%w: fields %#x are not %v's", ErrInvalidArg, byte(c.Fields&^all), c.Op)
+		return 0, fmt.Errorf("%w: fields %#x are not %v's", ErrInvalidArg, uint16(c.Fields&^all), c.Op)
 	}
 	return c.Fields, nil
 }

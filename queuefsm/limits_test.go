@@ -162,7 +162,7 @@ func TestDeadLettersPassLimits(t *testing.T) {
 	c.must(Command{Op: OpSetLimits, Fields: FieldMaxQueues, MaxQueues: 1})
 	move("yyy") // makes d again, past max_queues 1
 	s, err := c.f.Stats("d")
-	if l := c.f.Limits(); err != nil || s.Depth != 1 || s.Config != (QueueConfig{}) || l.Queues != 2 {
+	if l := c.f.Limits(); err != nil || s.Depth != 1 || s.Config != (QueueConfig{Created: 1000, Modified: 1000}) || l.Queues != 2 {
 		t.Fatalf("dead-letter queue made again: %+v %v, limits %+v", s, err, l)
 	}
 	checkCounts(t, c.f)
@@ -266,11 +266,7 @@ func TestOldVersionsAreNotLimited(t *testing.T) {
 	c.must(put("q", "x"))
 	c.must(Command{Op: OpSetLimits, MaxQueues: 1, MaxBytes: 1})
 	c.must(Command{Op: OpAlarm, Node: 1, Raise: true})
-	v3 := func(cmd Command) []byte {
-		b := cmd.Encode()
-		b[0] = commandV3
-		return b
-	}
+	v3 := func(cmd Command) []byte { return cmd.encodeIn(commandV3) }
 	for i, cmd := range [][]byte{
 		v3(put("q", "y")), v3(batchOf("r", 2, "y")), encodeV2ForTest(t, Command{Op: OpEnqueue, Time: 1000, Queue: "s", Body: []byte("z")}),
 		encodeV1ForTest("t", "w"), v3(Command{Op: OpConfigure, Queue: "u", MaxMessages: 1}),

@@ -178,3 +178,11 @@ func (t *msgTable) view(share bool) tableView {
 	}
 	return v
 }
+
+// first returns the stored message with the lowest id, or nil.
+func (t *msgTable) first() *msg {
+	if len(t.chunks) == 0 {
+		return nil
+	}
+	return t.chunks[0].slots[0].m // the first slot of a chunk is never a hole
+}

@@ -41,57 +41,155 @@ func (f *FSM) enqueue(c call) any {
 	if !c.limited() {
 		c.q = f.queue(c.Queue) // versions 1 to 3 made the queue before checking the key
 	}
-	sum, err := c.keySum()
+	it := BatchItem{ContentType: c.ContentType, Body: string(c.Body), IdempotencyKey: c.IdempotencyKey,
+		Delay: c.Delay, Flags: c.Flags, Group: c.Group, Attributes: c.Attributes}
+	sum, err := it.check(c.q)
 	if err != nil {
 		return err
 	}
-	if seen, ok := c.q.seen(c.IdempotencyKey); ok {
-		if seen.sum != sum {
-			return fmt.Errorf("%w: key %q", ErrKeyReused, c.IdempotencyKey)
-		}
-		return EnqueueResult{ID: seen.id, Replay: true}
+	if id, ok, err := it.replay(c.q, sum); ok || err != nil {
+		return EnqueueResult{ID: id, Replay: true}.or(err)
 	}
-	if err := f.admitCall(&c, 1, MessageCost(c.ContentType, len(c.Body))+KeyCost(c.IdempotencyKey)); err != nil {
+	if err := f.admitCall(&c, 1, it.cost()); err != nil {
 		return err
 	}
 	q := f.queue(c.Queue)
-	m := q.store(f, c.ContentType, string(c.Body), f.now+c.Delay)
-	if c.IdempotencyKey != "" {
-		q.remember(f, c.IdempotencyKey, m.id, sum)
-	}
-	return EnqueueResult{ID: m.id}
+	q.storeKeyed(f, it, sum)
+	return EnqueueResult{ID: q.lastID}
 }
 
-// keySum checks the idempotency key and sums what it stands for.
-func (c *call) keySum() (sum [32]byte, err error) {
-	if c.IdempotencyKey == "" {
-		return sum, nil
+func (r EnqueueResult) or(err error) any {
+	if err != nil {
+		return err
 	}
-	if err := ValidateIdempotencyKey(c.IdempotencyKey); err != nil {
+	return r
+}
+
+// check validates a message to be stored in q (nil: not made yet) and
+// sums what its idempotency key stands for.
+func (it BatchItem) check(q *queue) (sum [32]byte, err error) {
+	if err := checkExtras(it.Flags, it.Group, it.Attributes); err != nil {
 		return sum, err
 	}
-	return sha256.Sum256(append([]byte(c.ContentType+"\x00"), c.Body...)), nil
+	if it.Delay < 0 {
+		return sum, fmt.Errorf("%w: negative duration", ErrInvalidArg)
+	}
+	if q != nil && q.settings.MaxMessageSize > 0 {
+		if n := MessageSize(len(it.Body), it.Attributes); n > q.settings.MaxMessageSize {
+			return sum, fmt.Errorf("%w: message of %d bytes, the queue's maximum is %d", ErrTooLarge, n, q.settings.MaxMessageSize)
+		}
+	}
+	if it.IdempotencyKey == "" {
+		return sum, nil
+	}
+	if err := ValidateIdempotencyKey(it.IdempotencyKey); err != nil {
+		return sum, err
+	}
+	return it.sum(), nil
+}
+
+// sum is what an idempotency key stands for: the content type and body
+// (as before version 5), then the group and attributes when it has them.
+func (it BatchItem) sum() [32]byte {
+	h := sha256.New()
+	h.Write([]byte(it.ContentType + "\x00"))
+	h.Write([]byte(it.Body))
+	if it.Group != "" || len(it.Attributes) > 0 {
+		b := appendExtras(nil, 0, it.Group, it.Attributes)
+		h.Write(b)
+	}
+	var s [32]byte
+	h.Sum(s[:0])
+	return s
+}
+
+// replay answers an item whose key q remembers: the original's id, or
+// ErrKeyReused for another message (unless FlagDedupe).
+func (it BatchItem) replay(q *queue, sum [32]byte) (uint64, bool, error) {
+	seen, ok := q.seen(it.IdempotencyKey)
+	if !ok {
+		return 0, false, nil
+	}
+	if seen.sum != sum && it.Flags&FlagDedupe == 0 {
+		return 0, false, fmt.Errorf("%w: key %q", ErrKeyReused, it.IdempotencyKey)
+	}
+	return seen.id, true, nil
+}
+
+func (it BatchItem) cost() int64 {
+	return Cost(it.ContentType, len(it.Body), it.Group, it.Attributes) + KeyCost(it.IdempotencyKey)
+}
+
+// storeKeyed stores it and remembers its key.
+func (q *queue) storeKeyed(f *FSM, it BatchItem, sum [32]byte) *msg {
+	m := q.storeItem(f, it, f.now+it.Delay)
+	if it.IdempotencyKey != "" {
+		q.remember(f, it.IdempotencyKey, m.id, sum)
+	}
+	return m
 }
 
 // batch appends every item, or none: a batch that would pass a limit is
 // refused whole.
+//
+// An item whose idempotency key is remembered, or was used by an earlier
+// item of the batch, stores nothing and answers the original's id (with
+// Replay set); another message under such a key refuses the whole batch
+// (ErrKeyReused), unless the item has FlagDedupe.
 func (f *FSM) batch(c call) any {
 	if len(c.Items) == 0 {
 		return fmt.Errorf("%w: empty batch", ErrInvalidArg)
 	}
+	sums := make([][32]byte, len(c.Items))
+	res := BatchResult{IDs: make([]uint64, len(c.Items))}
 	var cost int64
-	for _, it := range c.Items {
-		cost += MessageCost(it.ContentType, len(it.Body))
+	stored := 0
+	firstOf := map[string]int{} // keys of this batch: the first item with each
+	for i, it := range c.Items {
+		var err error
+		if sums[i], err = it.check(c.q); err != nil {
+			return fmt.Errorf("item %d: %w", i, err)
+		}
+		id, replay, err := it.replay(c.q, sums[i])
+		if err != nil {
+			return fmt.Errorf("item %d: %w", i, err)
+		}
+		if j, ok := firstOf[it.IdempotencyKey]; ok && it.IdempotencyKey != "" && !replay {
+			if sums[j] != sums[i] && it.Flags&FlagDedupe == 0 {
+				return fmt.Errorf("item %d: %w: key %q", i, ErrKeyReused, it.IdempotencyKey)
+			}
+			replay = true
+		}
+		if replay {
+			res.replay(i, id)
+			continue
+		}
+		if it.IdempotencyKey != "" {
+			firstOf[it.IdempotencyKey] = i
+		}
+		cost += it.cost()
+		stored++
 	}
-	if err := f.admitCall(&c, len(c.Items), cost); err != nil {
+	if err := f.admitCall(&c, stored, cost); err != nil {
 		return err
 	}
 	q := f.queue(c.Queue)
-	ids := make([]uint64, len(c.Items))
 	for i, it := range c.Items {
-		ids[i] = q.store(f, it.ContentType, it.Body, 0).id
+		switch {
+		case res.Replay != nil && res.Replay[i] && res.IDs[i] == 0: // an earlier item's key
+			res.IDs[i] = res.IDs[firstOf[it.IdempotencyKey]]
+		case res.Replay == nil || !res.Replay[i]:
+			res.IDs[i] = q.storeKeyed(f, it, sums[i]).id
+		}
 	}
-	return BatchResult{IDs: ids}
+	return res
+}
+
+func (r *BatchResult) replay(i int, id uint64) {
+	if r.Replay == nil {
+		r.Replay = make([]bool, len(r.IDs))
+	}
+	r.Replay[i], r.IDs[i] = true, id
 }
 
 // dequeue pops the head for good.
@@ -120,7 +218,7 @@ func (f *FSM) popMany(c call) any {
 		}
 		out = append(out, m.public())
 	}
-	return PopManyResult{Messages: out}
+	return PopManyResult{Messages: out, Now: f.now}
 }
 
 // take pops the next ready message for good (nil when none, or when the
@@ -153,6 +251,7 @@ func (f *FSM) lease(c call) any {
 	}
 	m.state, m.at, m.lease = stateLeased, f.now+c.TTL, c.seq
 	q.leasedN++
+	q.leaseStarted(m)
 	heap.Push(&q.timers, timer{at: m.at, id: m.id})
 	return DequeueResult{Message: m.public(), Found: true, Token: m.token(), Expires: m.at, Now: f.now}
 }
@@ -183,6 +282,7 @@ func (f *FSM) release(c call) any {
 		return err
 	}
 	c.q.leasedN--
+	c.q.leaseEnded(m)
 	c.q.makeReady(c.q.own(f, m), f.now+c.Delay, f.now)
 	return Done{}
 }

@@ -91,7 +91,7 @@ func wantStats(q string, want func(s QueueStats) bool) func(t *testing.T, f *FSM
 	}
 }
 
-var msgA = Message{ID: 1, Body: "a"}
+var msgA = Message{ID: 1, Body: "a", Enqueued: 1000}
 
 func TestOpsTable(t *testing.T) {
 	for op := OpEnqueue; op <= OpAlarm; op++ {
@@ -119,7 +119,7 @@ func TestOpsTable(t *testing.T) {
 			t.Errorf("OpOf(%v) = %v", op, OpOf(b))
 		}
 		if op >= OpDeleteQueue {
-			if b[0] != commandVersion {
+			if b[0] != commandV4 {
 				t.Errorf("%v written in version %d", op, b[0])
 			}
 			b[0] = commandV3 // ops of version 4 are malformed in version 3
@@ -179,7 +179,7 @@ func TestDequeueOp(t *testing.T) {
 		{name: "empty", setup: []Command{put("q", "a"), {Op: OpDequeue, Queue: "q"}}, cmd: Command{Op: OpDequeue, Queue: "q"}, want: DequeueResult{Now: 1000}},
 		{name: "delayed is not ready", setup: []Command{{Op: OpEnqueue, Queue: "q", Delay: 10}}, cmd: Command{Op: OpDequeue, Queue: "q"}, want: DequeueResult{Now: 1000}},
 		{name: "dead-letters on the way", setup: poison, cmd: Command{Op: OpDequeue, Queue: "q"},
-			want:  DequeueResult{Message: Message{ID: 2, Body: "b"}, Found: true, Now: 1000},
+			want:  DequeueResult{Message: Message{ID: 2, Body: "b", Enqueued: 1000}, Found: true, Now: 1000},
 			check: wantStats("d", func(s QueueStats) bool { return s.Depth == 1 && s.Totals.Enqueued == 1 })},
 	})
 }
@@ -190,7 +190,7 @@ func TestPopManyOp(t *testing.T) {
 		{name: "unknown queue, before max is checked", cmd: Command{Op: OpPopMany, Queue: "q"}, want: PopManyResult{}},
 		{name: "max 0", setup: three, cmd: Command{Op: OpPopMany, Queue: "q"}, want: ErrInvalidArg},
 		{name: "two of three", setup: three, cmd: Command{Op: OpPopMany, Queue: "q", Max: 2},
-			want:  PopManyResult{Messages: []Message{msgA, {ID: 2, Body: "b"}}},
+			want:  PopManyResult{Messages: []Message{msgA, {ID: 2, Body: "b", Enqueued: 1000}}},
 			check: wantStats("q", func(s QueueStats) bool { return s.Depth == 1 && s.Totals.Popped == 2 })},
 	})
 }
@@ -199,7 +199,7 @@ func TestLeaseOp(t *testing.T) {
 	runOps(t, []opCase{
 		{name: "unknown queue", cmd: lease("q", 10), want: DequeueResult{Now: 1000}, check: wantQueues()},
 		{name: "head", setup: []Command{put("q", "a")}, cmd: lease("q", 10),
-			want:  DequeueResult{Message: Message{ID: 1, Body: "a", Deliveries: 1}, Found: true, Token: tok(2, 1), Expires: 1010, Now: 1000},
+			want:  DequeueResult{Message: Message{ID: 1, Body: "a", Deliveries: 1, Enqueued: 1000}, Found: true, Token: tok(2, 1), Expires: 1010, Now: 1000},
 			check: wantStats("q", func(s QueueStats) bool { return s.Leased == 1 && s.Depth == 0 && s.Bytes == MessageCost("", 1) })},
 		{name: "negative ttl", setup: []Command{put("q", "a")}, cmd: lease("q", -1), want: ErrInvalidArg},
 	})
@@ -244,15 +244,15 @@ func TestConfigureOp(t *testing.T) {
 		{name: "sets all, makes both", cmd: full, want: Done{}, check: func(t *testing.T, f *FSM) {
 			wantQueues("d", "q")(t, f)
 			wantStats("q", func(s QueueStats) bool {
-				return s.Config == QueueConfig{MaxDeliveries: 3, DeadLetterQueue: "d", MaxMessages: 10, MaxBytes: 2000}
+				return s.Config == QueueConfig{MaxDeliveries: 3, DeadLetterQueue: "d", MaxMessages: 10, MaxBytes: 2000, Created: 1000, Modified: 1000}
 			})(t, f)
 		}},
 		{name: "sets only its fields", setup: []Command{full}, cmd: Command{Op: OpConfigure, Queue: "q", Fields: FieldMaxMessages | FieldDeadLetterQueue, MaxMessages: 5},
 			want: Done{}, check: wantStats("q", func(s QueueStats) bool {
-				return s.Config == QueueConfig{MaxDeliveries: 3, MaxMessages: 5, MaxBytes: 2000}
+				return s.Config == QueueConfig{MaxDeliveries: 3, MaxMessages: 5, MaxBytes: 2000, Created: 1000, Modified: 1000}
 			})},
 		{name: "no fields is all fields", setup: []Command{full}, cmd: Command{Op: OpConfigure, Queue: "q"},
-			want: Done{}, check: wantStats("q", func(s QueueStats) bool { return s.Config == QueueConfig{} })},
+			want: Done{}, check: wantStats("q", func(s QueueStats) bool { return s.Config == QueueConfig{Created: 1000, Modified: 1000} })},
 		{name: "own dead-letter queue", cmd: Command{Op: OpConfigure, Queue: "q", DeadLetterQueue: "q"}, want: ErrInvalidArg, check: wantQueues()},
 		{name: "bad dead-letter name", cmd: Command{Op: OpConfigure, Queue: "q", DeadLetterQueue: ".."}, want: ErrInvalidName, check: wantQueues()},
 		{name: "negative limit", cmd: Command{Op: OpConfigure, Queue: "q", MaxBytes: -1}, want: ErrInvalidArg, check: wantQueues()},

@@ -21,7 +21,7 @@ func checkCounts(t testing.TB, f *FSM) {
 		ready := map[uint64]bool{}
 		q.msgs.view(false).each(func(m *msg) {
 			n++
-			msgBytes += MessageCost(m.contentType(), len(m.body))
+			msgBytes += Cost(m.contentType(), len(m.body), m.group(), m.attrs())
 			switch m.state {
 			case stateLeased:
 				leased++
@@ -42,11 +42,12 @@ func checkCounts(t testing.TB, f *FSM) {
 		}
 		inHeap := map[uint64]bool{}
 		for _, id := range q.ready {
-			if !ready[id] || inHeap[id] {
-				t.Fatalf("queue %s: ready heap holds %d, which is not ready or is there twice", name, id)
+			if !ready[id] || inHeap[id] || q.msgs.get(id).group() != "" {
+				t.Fatalf("queue %s: ready heap holds %d, which is not ready, or is there twice, or is grouped", name, id)
 			}
 			inHeap[id] = true
 		}
+		checkGroups(t, q, ready, inHeap)
 		tot := q.totals
 		switch {
 		case n != q.msgs.len() || leased != q.leasedN || delayed != q.delayedN || len(inHeap) != len(ready):
@@ -56,7 +57,7 @@ func checkCounts(t testing.TB, f *FSM) {
 			t.Fatalf("queue %s: message bytes %d, kept %d; key bytes %d, kept %d", name, msgBytes, q.msgBytes, keyBytes, q.keyBytes)
 		case live != len(q.keys):
 			t.Fatalf("queue %s: %d keys, %d in the FIFO", name, len(q.keys), live)
-		case tot.Enqueued != uint64(n)+tot.Popped+tot.Acked+tot.DeadLettered+tot.Purged:
+		case tot.Enqueued != uint64(n)+tot.Popped+tot.Acked+tot.DeadLettered+tot.Purged+tot.Expired:
 			t.Fatalf("queue %s: %d stored, totals %+v", name, n, tot)
 		}
 		all += msgBytes + keyBytes
@@ -93,11 +94,16 @@ func (w *workload) next() Command {
 		if r.IntN(2) == 0 {
 			c.IdempotencyKey = fmt.Sprint("k", r.IntN(40))
 		}
+		c.Flags, c.Group, c.Attributes = w.extras()
 		return c
 	case k < 33:
 		items := make([]BatchItem, 1+r.IntN(6))
 		for i := range items {
 			items[i] = BatchItem{Body: string(body[:r.IntN(len(body)+1)])}
+			if r.IntN(3) == 0 {
+				items[i].IdempotencyKey, items[i].Delay = fmt.Sprint("k", r.IntN(40)), r.Int64N(2)*300
+			}
+			items[i].Flags, items[i].Group, items[i].Attributes = w.extras()
 		}
 		return Command{Op: OpBatch, Queue: q, Items: items}
 	case k < 40:
@@ -110,9 +116,12 @@ func (w *workload) next() Command {
 		l := w.leases[r.IntN(len(w.leases))]
 		op := []Op{OpAck, OpAck, OpRelease, OpExtend}[r.IntN(4)]
 		return Command{Op: op, Queue: l.queue(), ID: l.Message.ID, Token: l.Token, TTL: 500, Delay: r.Int64N(2) * 200}
-	case k < 78:
+	case k < 77:
 		return Command{Op: OpConfigure, Queue: []string{"a", "b"}[r.IntN(2)], MaxDeliveries: uint64(1 + r.IntN(3)), DeadLetterQueue: "a.dlq",
 			MaxMessages: r.Int64N(3) * 8, MaxBytes: r.Int64N(2) * 2000}
+	case k < 78:
+		return Command{Op: OpConfigure, Queue: q, Fields: FieldRetention | FieldMaxMessageSize,
+			Config: QueueSettings{Retention: r.Int64N(3) * 4000, MaxMessageSize: r.Int64N(2) * 12}}
 	case k < 80:
 		return Command{Op: OpPurge, Queue: q}
 	case k < 82:
@@ -126,6 +135,20 @@ func (w *workload) next() Command {
 	default:
 		return Command{Op: OpEnqueue, Queue: q, Body: body}
 	}
+}
+
+// extras are a message's flags, group and attributes: most have none,
+// many a group of two, a few attributes.
+func (w *workload) extras() (flags byte, group string, attrs []Attribute) {
+	r := w.rng
+	group = []string{"", "", "g1", "g2", "g3"}[r.IntN(5)]
+	if r.IntN(4) == 0 {
+		attrs = []Attribute{{Name: "n", Type: "String", Value: fmt.Sprint(r.IntN(3))}}
+	}
+	if r.IntN(3) == 0 {
+		flags = FlagDedupe
+	}
+	return flags, group, attrs
 }
 
 // queue is the queue a lease result was taken from: tests keep it in
@@ -255,4 +278,49 @@ func errKind(err error) error {
 		}
 	}
 	return err
+}
+
+// checkGroups checks a queue's groups against its messages: each ready
+// grouped message in its group's heap once (added to inHeap), each group's
+// inflight its leased messages, groupedReady their count, avail exactly
+// the groups with nothing leased and something ready, at their indexes.
+func checkGroups(t testing.TB, q *queue, ready, inHeap map[uint64]bool) {
+	t.Helper()
+	leased := map[string]int{}
+	q.msgs.view(false).each(func(m *msg) {
+		if m.group() != "" && m.state == stateLeased {
+			leased[m.group()]++
+		}
+	})
+	grouped := 0
+	for name, g := range q.groups {
+		for _, id := range g.ready {
+			if m := q.msgs.get(id); !ready[id] || inHeap[id] || m.group() != name {
+				t.Fatalf("queue %s: group %q holds %d, which is not ready, or is elsewhere too, or not of the group", q.name, name, id)
+			}
+			inHeap[id] = true
+			grouped++
+		}
+		want := g.inflight == 0 && len(g.ready) > 0
+		switch {
+		case g.inflight != leased[name]:
+			t.Fatalf("queue %s: group %q has %d in flight, %d leased", q.name, name, g.inflight, leased[name])
+		case want != (g.at >= 0) || g.at >= 0 && q.avail[g.at] != g:
+			t.Fatalf("queue %s: group %q at %d in avail, inflight %d, %d ready", q.name, name, g.at, g.inflight, len(g.ready))
+		case g.inflight == 0 && len(g.ready) == 0:
+			t.Fatalf("queue %s: empty group %q kept", q.name, name)
+		}
+		delete(leased, name)
+	}
+	for name, n := range leased {
+		t.Fatalf("queue %s: %d leased of group %q, which is not kept", q.name, n, name)
+	}
+	for i, g := range q.avail {
+		if g.at != i || q.groups[g.name] != g {
+			t.Fatalf("queue %s: avail[%d] is group %q at %d", q.name, i, g.name, g.at)
+		}
+	}
+	if grouped != q.groupedReady {
+		t.Fatalf("queue %s: %d grouped ready, counted %d", q.name, grouped, q.groupedReady)
+	}
 }

@@ -39,14 +39,38 @@ func seconds(ms int64) uint32 {
 	return uint32(min(max(ms, 0)/1000, math.MaxUint32))
 }
 
-// cost is what m counts for against limits (see MessageCost).
-func (m *msg) cost() int64 { return MessageCost(m.contentType(), len(m.body)) }
+// cost is what m counts for against limits (see Cost).
+func (m *msg) cost() int64 {
+	if m.meta == nil {
+		return MessageCost("", len(m.body))
+	}
+	return Cost(m.meta.contentType, len(m.body), m.meta.group, m.meta.attrs)
+}
 
 // msgMeta is what messages share: their content type and, for dead
-// letters, where they come from. It never changes once made.
+// letters, where they come from; and what only one message has, its group
+// and attributes. It never changes once made.
 type msgMeta struct {
 	contentType string
 	origin      *Origin
+	group       string
+	attrs       []Attribute
+}
+
+func (m *msg) attrs() []Attribute {
+	if m.meta == nil {
+		return nil
+	}
+	return m.meta.attrs
+}
+
+// metaFor returns the meta of a new message: shared (see metaIn) when it
+// has neither group nor attributes.
+func metaFor(shared map[string]*msgMeta, ct, group string, attrs []Attribute) *msgMeta {
+	if group == "" && len(attrs) == 0 {
+		return metaIn(shared, ct)
+	}
+	return &msgMeta{contentType: ct, group: group, attrs: attrs}
 }
 
 func (m *msg) contentType() string {
@@ -115,7 +139,8 @@ func (q *queue) own(f *FSM, m *msg) *msg {
 }
 
 func (m *msg) public() Message {
-	return Message{ID: m.id, ContentType: m.contentType(), Body: m.body, Deliveries: uint64(m.deliveries), Origin: m.origin()}
+	return Message{ID: m.id, ContentType: m.contentType(), Body: m.body, Deliveries: uint64(m.deliveries), Origin: m.origin(),
+		Group: m.group(), Attributes: m.attrs(), Enqueued: int64(m.enqueued) * 1000}
 }
 
 // queue keeps every stored message by id. Ready ids sit in a min-heap, so
@@ -136,6 +161,17 @@ type queue struct {
 	dlq           string
 	maxMessages   int64 // 0: no limit of the queue's own
 	maxBytes      int64 // 0: no limit of the queue's own
+	settings      QueueSettings
+	// created and modified are when the queue was made and last
+	// configured, in cluster time (ms).
+	created, modified int64
+
+	// groups holds the message groups with ready or leased messages,
+	// avail those a take may serve now, groupedReady how many ready
+	// messages are in groups (see groups.go).
+	groups       map[string]*group
+	avail        groupHeap
+	groupedReady int
 
 	keys     map[string]seenKey
 	keyOrder []keyAt // FIFO of keys by the time they were stored
@@ -171,6 +207,13 @@ func (q *queue) store(f *FSM, contentType, body string, readyAt int64) *msg {
 	return q.storeMsg(f, &msg{body: body, meta: metaIn(f.metas, contentType)}, readyAt)
 }
 
+// storeItem appends a new message with its group and attributes (strings
+// decoded from a command are copies already).
+func (q *queue) storeItem(f *FSM, it BatchItem, readyAt int64) *msg {
+	meta := metaFor(f.metas, it.ContentType, it.Group, it.Attributes)
+	return q.storeMsg(f, &msg{body: it.Body, meta: meta}, readyAt)
+}
+
 // storeMsg gives m the next id and files it; m carries body and meta.
 func (q *queue) storeMsg(f *FSM, m *msg, readyAt int64) *msg {
 	q.lastID++
@@ -186,6 +229,7 @@ func (q *queue) storeMsg(f *FSM, m *msg, readyAt int64) *msg {
 func (q *queue) drop(f *FSM, m *msg) {
 	if m.state == stateLeased {
 		q.leasedN--
+		q.leaseEnded(m)
 	}
 	q.msgs.remove(m.id)
 	f.charge(q, -m.cost(), 0)
@@ -202,16 +246,19 @@ func (q *queue) makeReady(m *msg, readyAt, now int64) {
 		return
 	}
 	m.state, m.at = stateReady, 0
-	heap.Push(&q.ready, m.id)
+	q.fileReady(m)
 }
 
 // nextReady removes the head of the ready line and returns it, first
 // moving messages that have been delivered max_deliveries times to the
 // dead-letter queue. Nil when nothing is ready.
 func (q *queue) nextReady(f *FSM) *msg {
-	for len(q.ready) > 0 {
-		m := q.msgs.get(heap.Pop(&q.ready).(uint64))
-		if m == nil || m.state != stateReady {
+	for {
+		m, ok := q.popNext()
+		if !ok {
+			return nil
+		}
+		if m == nil {
 			continue
 		}
 		if q.maxDeliveries > 0 && uint64(m.deliveries) >= q.maxDeliveries {
@@ -220,7 +267,6 @@ func (q *queue) nextReady(f *FSM) *msg {
 		}
 		return m
 	}
-	return nil
 }
 
 // deadLetter moves m to the dead-letter queue (or drops it if none is set)
@@ -234,7 +280,8 @@ func (q *queue) deadLetter(f *FSM, m *msg) {
 	if q.dlq == "" {
 		return
 	}
-	meta := &msgMeta{contentType: m.contentType(), origin: &Origin{Queue: q.name, ID: m.id, Deliveries: uint64(m.deliveries)}}
+	meta := &msgMeta{contentType: m.contentType(), origin: &Origin{Queue: q.name, ID: m.id, Deliveries: uint64(m.deliveries)},
+		group: m.group(), attrs: m.attrs()}
 	f.queue(q.dlq).storeMsg(f, &msg{body: m.body, meta: meta}, 0)
 }
 

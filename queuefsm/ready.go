@@ -11,7 +11,7 @@ func (f *FSM) Ready(queue string) int {
 	if q == nil {
 		return 0
 	}
-	return q.msgs.len() - q.leasedN - q.delayedN + len(q.dueMsgs(f.now))
+	return q.takable() + len(q.dueMsgs(f.now))
 }
 
 // NextDeadline is the earliest time (on the state machine's clock) at
@@ -28,6 +28,11 @@ func (f *FSM) NextDeadline() (at int64, ok bool) {
 		if len(q.keyOrder) > 0 {
 			if k := q.keyOrder[0].at + DedupeWindow; !ok || k < at {
 				at, ok = k, true
+			}
+		}
+		if m := q.msgs.first(); m != nil && q.settings.Retention > 0 {
+			if e := m.expiresAt(q.settings.Retention); !ok || e < at {
+				at, ok = e, true
 			}
 		}
 	}

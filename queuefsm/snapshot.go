@@ -26,12 +26,19 @@ import (
 // Versions 1 and 2 restore with no proposer known; versions 1 to 3 with
 // the default limits, no alarm, idFloor 0, no queue limits, totals that
 // start at the messages held, and the snapshot's clock as the enqueue time
-// of every message.
+// of every message. Version 5 adds, per queue, after its totals the
+// expired total, its settings (visibility, delay, receive wait, maximum
+// message size, retention, content deduplication) and its created and
+// modified times; per message, after its enqueue time, its group and its
+// attributes (a count, then name, type and value of each). Versions 1 to
+// 4 restore with no settings, queues created and modified at the
+// snapshot's clock, and messages without group or attributes.
 const (
 	snapshotV1      = 1
 	snapshotV2      = 2
 	snapshotV3      = 3
-	snapshotVersion = 4
+	snapshotV4      = 4
+	snapshotVersion = 5
 )
 
 // maxSnapshotField bounds one length-prefixed field read from a snapshot,
@@ -144,6 +151,12 @@ func (f *FSM) view(share bool) func(io.Writer) error {
 			for _, n := range q.totals.list() {
 				e.uvarint(n)
 			}
+			for _, v := range q.config.QueueSettings.list() {
+				e.varint(v)
+			}
+			e.byte(boolByte(q.config.ContentDedup))
+			e.varint(q.config.Created)
+			e.varint(q.config.Modified)
 			e.uvarint(uint64(q.n))
 			q.msgs.each(func(m *msg) {
 				e.uvarint(m.id)
@@ -154,6 +167,13 @@ func (f *FSM) view(share bool) func(io.Writer) error {
 				e.varint(m.at)
 				e.string(m.token())
 				e.uvarint(uint64(m.enqueued))
+				e.string(m.group())
+				e.uvarint(uint64(len(m.attrs())))
+				for _, a := range m.attrs() {
+					e.string(a.Name)
+					e.string(a.Type)
+					e.string(a.Value)
+				}
 				if o := m.origin(); o == nil {
 					e.byte(0)
 				} else {
@@ -205,7 +225,7 @@ func (f *FSM) RestoreFrom(src io.Reader) error {
 	if version >= snapshotV3 {
 		g.clocks = r.clocks()
 	}
-	if version >= snapshotVersion {
+	if version >= snapshotV4 {
 		g.limits.MaxQueues, g.limits.MaxBytes = r.limit(), r.limit()
 		g.idFloor = r.uvarint()
 		g.alarms = r.alarms()
@@ -232,15 +252,25 @@ func (f *FSM) RestoreFrom(src io.Reader) error {
 func (d *decoder) queue(g *FSM, version byte) {
 	q := newQueue(d.string(), 0)
 	q.lastID = d.uvarint()
+	q.created, q.modified = g.now, g.now
 	if version >= snapshotV2 {
 		q.maxDeliveries, q.dlq = d.uvarint(), d.string()
 	}
-	if version >= snapshotVersion {
+	if version >= snapshotV4 {
 		q.maxMessages, q.maxBytes = d.limit(), d.limit()
 		t := &q.totals
 		for _, n := range []*uint64{&t.Enqueued, &t.Popped, &t.Acked, &t.DeadLettered, &t.Purged} {
 			*n = d.uvarint()
 		}
+	}
+	if version >= snapshotVersion {
+		q.totals.Expired = d.uvarint()
+		s := &q.settings
+		for _, v := range []*int64{&s.Visibility, &s.Delay, &s.ReceiveWait, &s.MaxMessageSize, &s.Retention} {
+			*v = d.limit()
+		}
+		s.ContentDedup = d.bool()
+		q.created, q.modified = d.varint(), d.varint()
 	}
 	var ms []*msg
 	for count := d.uvarint(); count > 0 && d.err == nil; count-- {
@@ -254,7 +284,7 @@ func (d *decoder) queue(g *FSM, version byte) {
 		}
 		q.restoreMsg(g, m)
 	}
-	if version < snapshotVersion {
+	if version < snapshotV4 {
 		q.totals.Enqueued = uint64(len(ms))
 	}
 	if version >= snapshotV2 {
@@ -296,17 +326,46 @@ func (d *decoder) msg(g *FSM, version byte) *msg {
 		}
 		m.lease = lease
 	}
-	if version >= snapshotVersion {
+	if version >= snapshotV4 {
 		if s := d.uvarint(); s <= math.MaxUint32 {
 			m.enqueued = uint32(s)
 		} else if d.err == nil {
 			d.err = fmt.Errorf("message %d: enqueue time %d", m.id, s)
 		}
 	}
+	var group string
+	var attrs []Attribute
+	if version >= snapshotVersion {
+		group, attrs = d.string(), d.attrs()
+		m.meta = metaFor(g.metas, ct, group, attrs)
+	}
 	if d.byte() == 1 {
-		m.meta = &msgMeta{contentType: ct, origin: &Origin{Queue: d.string(), ID: d.uvarint(), Deliveries: d.uvarint()}}
+		m.meta = &msgMeta{contentType: ct, origin: &Origin{Queue: d.string(), ID: d.uvarint(), Deliveries: d.uvarint()},
+			group: group, attrs: attrs}
 	}
 	return m
+}
+
+// attrs reads a message's attributes: at most MaxAttributes.
+func (d *decoder) attrs() []Attribute {
+	n := d.uvarint()
+	if n > MaxAttributes && d.err == nil {
+		d.err = fmt.Errorf("%d attributes", n)
+	}
+	var out []Attribute
+	for ; n > 0 && d.err == nil; n-- {
+		out = append(out, Attribute{Name: d.string(), Type: d.string(), Value: d.string()})
+	}
+	return out
+}
+
+// bool reads a byte that must be 0 or 1.
+func (d *decoder) bool() bool {
+	b := d.byte()
+	if b > 1 && d.err == nil {
+		d.err = fmt.Errorf("bool byte %d", b)
+	}
+	return b == 1
 }
 
 // limit reads a limit: 0 or more.
@@ -358,13 +417,16 @@ func (d *decoder) clocks() []proposerClock {
 func (q *queue) restoreMsg(g *FSM, m *msg) {
 	q.msgs.add(m)
 	g.charge(q, m.cost(), 0)
-	switch m.state {
-	case stateLeased:
+	switch {
+	case m.state == stateLeased:
 		q.leasedN++
+		q.leaseStarted(m)
 		heap.Push(&q.timers, timer{at: m.at, id: m.id})
-	case stateDelayed:
+	case m.state == stateDelayed:
 		q.delayedN++
 		heap.Push(&q.timers, timer{at: m.at, id: m.id})
+	case m.group() != "":
+		q.fileReady(m)
 	default:
 		q.ready = append(q.ready, m.id) // ordered once the queue is read
 	}

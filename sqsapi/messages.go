@@ -29,47 +29,99 @@ func md5Hex(s string) string {
 // sendEntry is one message to send: SendMessage's input, or a batch
 // entry.
 type sendEntry struct {
-	Id                      string         `json:"Id"`
-	MessageBody             string         `json:"MessageBody"`
-	DelaySeconds            *int           `json:"DelaySeconds"`
-	MessageAttributes       map[string]any `json:"MessageAttributes"`
-	MessageSystemAttributes map[string]any `json:"MessageSystemAttributes"`
-	MessageGroupId          string         `json:"MessageGroupId"`
-	MessageDeduplicationId  string         `json:"MessageDeduplicationId"`
+	Id                      string                      `json:"Id"`
+	MessageBody             string                      `json:"MessageBody"`
+	DelaySeconds            *int                        `json:"DelaySeconds"`
+	MessageAttributes       map[string]messageAttribute `json:"MessageAttributes"`
+	MessageSystemAttributes map[string]any              `json:"MessageSystemAttributes"`
+	MessageGroupId          string                      `json:"MessageGroupId"`
+	MessageDeduplicationId  string                      `json:"MessageDeduplicationId"`
 }
 
-func (e sendEntry) check(max int) error {
+// options checks an entry for a queue whose stats are st, and returns
+// what to enqueue it with: its attributes, its delay (the queue's
+// DelaySeconds when it names none), and in a FIFO queue its group and
+// deduplication id (SQS's rules: a group always, a deduplication id
+// unless ContentBasedDeduplication, no delay of its own).
+func (s *server) options(st httpapi.QueueStats, e sendEntry) (httpapi.EnqueueOptions, error) {
+	var opts httpapi.EnqueueOptions
+	max := s.opts.MaxMessageBytes
+	if m := st.Config.MaxMessageSize; m > 0 && m < int64(max) {
+		max = int(m)
+	}
+	attrs, err := attributesIn(e.MessageAttributes)
+	if err != nil {
+		return opts, err
+	}
+	size := len(e.MessageBody)
+	for _, a := range attrs {
+		size += len(a.Name) + len(a.Type) + len(a.Value)
+	}
+	fifo := isFIFO(st.Queue)
 	switch {
 	case e.MessageBody == "":
-		return errMissingParameter("MessageBody")
-	case len(e.MessageBody) > max:
-		return errInvalidParameter(fmt.Sprintf("MessageBody is %d bytes, over the %d limit", len(e.MessageBody), max))
+		return opts, errMissingParameter("MessageBody")
+	case size > max:
+		return opts, errInvalidParameter(fmt.Sprintf("the message and its attributes are %d bytes, over the queue's %d limit", size, max))
 	case !validContents(e.MessageBody):
-		return &Error{Code: "InvalidMessageContents", QueryCode: "InvalidMessageContents",
+		return opts, &Error{Code: "InvalidMessageContents", QueryCode: "InvalidMessageContents",
 			Message: "the message holds characters SQS does not allow (allowed: #x9, #xA, #xD, #x20 to #xD7FF, #xE000 to #xFFFD, #x10000 to #x10FFFF)"}
 	case e.DelaySeconds != nil && (*e.DelaySeconds < 0 || *e.DelaySeconds > MaxDelaySeconds):
-		return errInvalidParameter(fmt.Sprintf("DelaySeconds must be 0 to %d", MaxDelaySeconds))
-	case len(e.MessageAttributes) > 0 || len(e.MessageSystemAttributes) > 0:
-		return errInvalidParameter("message attributes are not served yet")
-	case e.MessageGroupId != "" || e.MessageDeduplicationId != "":
-		return errInvalidParameter("MessageGroupId and MessageDeduplicationId are for FIFO queues, not served yet")
+		return opts, errInvalidParameter(fmt.Sprintf("DelaySeconds must be 0 to %d", MaxDelaySeconds))
+	case len(e.MessageSystemAttributes) > 0:
+		return opts, errInvalidParameter("message system attributes (AWSTraceHeader) are not served")
+	case !fifo && (e.MessageGroupId != "" || e.MessageDeduplicationId != ""):
+		return opts, errInvalidParameter("MessageGroupId and MessageDeduplicationId are for FIFO queues")
+	case fifo && e.MessageGroupId == "":
+		return opts, errMissingParameter("MessageGroupId")
+	case fifo && e.DelaySeconds != nil && *e.DelaySeconds != 0:
+		return opts, errInvalidParameter("a message of a FIFO queue has no DelaySeconds of its own; set the queue's")
+	case fifo && e.MessageDeduplicationId == "" && !st.Config.ContentDedup:
+		return opts, errInvalidParameter("the queue has no ContentBasedDeduplication: MessageDeduplicationId is required")
 	}
-	return nil
+	opts.Attributes = attrs
+	if e.DelaySeconds != nil {
+		opts.Delay, opts.DelaySet = time.Duration(*e.DelaySeconds)*time.Second, true
+	} else {
+		opts.Delay, opts.DelaySet = time.Duration(st.Config.DelayMS)*time.Millisecond, true
+	}
+	if fifo {
+		if err := httpapi.ValidateGroup(e.MessageGroupId); err != nil {
+			return opts, errInvalidParameter("MessageGroupId: 1 to 128 of printable ASCII")
+		}
+		opts.Group, opts.Dedupe, opts.IdempotencyKey = e.MessageGroupId, true, e.MessageDeduplicationId
+		if opts.IdempotencyKey == "" {
+			opts.IdempotencyKey = contentDedupID(e.MessageBody)
+		}
+		if err := httpapi.ValidateGroup(opts.IdempotencyKey); err != nil {
+			return opts, errInvalidParameter("MessageDeduplicationId: 1 to 128 of printable ASCII")
+		}
+	}
+	return opts, nil
 }
 
-func (s *server) send(ctx context.Context, queue string, e sendEntry) (map[string]string, error) {
-	if err := e.check(s.opts.MaxMessageBytes); err != nil {
-		return nil, err
+// sent is what a send answers for message id stored with opts.
+func sent(queue string, id uint64, body string, opts httpapi.EnqueueOptions) map[string]string {
+	out := map[string]string{"MessageId": messageID(queue, id), "MD5OfMessageBody": md5Hex(body)}
+	if m := attributesMD5(opts.Attributes); m != "" {
+		out["MD5OfMessageAttributes"] = m
 	}
-	var opts httpapi.EnqueueOptions
-	if e.DelaySeconds != nil {
-		opts.Delay = time.Duration(*e.DelaySeconds) * time.Second
+	if opts.Group != "" {
+		out["SequenceNumber"] = sequenceNumber(id)
 	}
-	r, _, err := s.q.Enqueue(ctx, queue, contentType, []byte(e.MessageBody), opts)
+	return out
+}
+
+func (s *server) send(ctx context.Context, st httpapi.QueueStats, e sendEntry) (map[string]string, error) {
+	opts, err := s.options(st, e)
 	if err != nil {
 		return nil, err
 	}
-	return map[string]string{"MessageId": messageID(queue, r.ID), "MD5OfMessageBody": md5Hex(e.MessageBody)}, nil
+	r, _, err := s.q.Enqueue(ctx, st.Queue, contentType, []byte(e.MessageBody), opts)
+	if err != nil {
+		return nil, err
+	}
+	return sent(st.Queue, r.ID, e.MessageBody, opts), nil
 }
 
 // messageID is the SQS MessageId of raftq message id in queue, shaped as
@@ -131,10 +183,11 @@ func (s *server) sendMessage(ctx context.Context, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.exists(ctx, q); err != nil {
+	st, err := s.exists(ctx, q)
+	if err != nil {
 		return nil, err
 	}
-	return s.send(ctx, q, in.sendEntry)
+	return s.send(ctx, st, in.sendEntry)
 }
 
 // batchFailure is one failed entry of a batch.
@@ -229,47 +282,39 @@ func (s *server) sendMessageBatch(ctx context.Context, body []byte) (any, error)
 		return nil, &Error{Code: "BatchRequestTooLong", QueryCode: "AWS.SimpleQueueService.BatchRequestTooLong",
 			Message: fmt.Sprintf("the batch's bodies are %d bytes, over %d", total, s.opts.MaxMessageBytes)}
 	}
-	if _, err := s.exists(ctx, q); err != nil {
+	st, err := s.exists(ctx, q)
+	if err != nil {
 		return nil, err
 	}
-	results, errs := s.sendInOrder(ctx, q, in.Entries)
+	results, errs := s.sendInOrder(ctx, st, in.Entries)
 	return s.runBatch(len(in.Entries), func(i int) string { return ids[i] },
 		func(i int) (map[string]string, error) { return results[i], errs[i] })
 }
 
-// sendInOrder stores a batch's valid entries in their order: as one
-// raftq batch (one entry, all or nothing) when none has a delay, else one
-// after another. An invalid entry fails alone.
-func (s *server) sendInOrder(ctx context.Context, q string, entries []sendEntry) ([]map[string]string, []error) {
+// sendInOrder stores a batch's valid entries in their order, as one
+// raftq batch (one entry, all or nothing; deduplicated entries of a FIFO
+// queue answer the original's id). An invalid entry fails alone.
+func (s *server) sendInOrder(ctx context.Context, st httpapi.QueueStats, entries []sendEntry) ([]map[string]string, []error) {
 	results, errs := make([]map[string]string, len(entries)), make([]error, len(entries))
 	var valid []int
-	delayed := false
+	var msgs []httpapi.NewMessage
 	for i, e := range entries {
-		if errs[i] = e.check(s.opts.MaxMessageBytes); errs[i] == nil {
+		var opts httpapi.EnqueueOptions
+		if opts, errs[i] = s.options(st, e); errs[i] == nil {
 			valid = append(valid, i)
-			delayed = delayed || e.DelaySeconds != nil && *e.DelaySeconds > 0
+			msgs = append(msgs, httpapi.NewMessage{ContentType: contentType, Body: e.MessageBody, Options: opts})
 		}
-	}
-	if delayed {
-		for _, i := range valid {
-			results[i], errs[i] = s.send(ctx, q, entries[i])
-		}
-		return results, errs
-	}
-	msgs := make([]httpapi.Message, len(valid))
-	for k, i := range valid {
-		msgs[k] = httpapi.Message{ContentType: contentType, Body: entries[i].MessageBody}
 	}
 	if len(msgs) == 0 {
 		return results, errs
 	}
-	stored, _, err := s.q.EnqueueBatch(ctx, q, msgs)
+	stored, _, err := s.q.EnqueueBatch(ctx, st.Queue, msgs)
 	for k, i := range valid {
 		if err != nil {
 			errs[i] = err
 			continue
 		}
-		results[i] = map[string]string{"MessageId": messageID(q, stored[k]), "MD5OfMessageBody": md5Hex(entries[i].MessageBody)}
+		results[i] = sent(st.Queue, stored[k].ID, entries[i].MessageBody, msgs[k].Options)
 	}
 	return results, errs
 }
@@ -304,12 +349,18 @@ func (s *server) receiveMessage(ctx context.Context, body []byte) (any, error) {
 		WaitTimeSeconds             *int     `json:"WaitTimeSeconds"`
 		AttributeNames              []string `json:"AttributeNames"`
 		MessageSystemAttributeNames []string `json:"MessageSystemAttributeNames"`
+		MessageAttributeNames       []string `json:"MessageAttributeNames"`
+		ReceiveRequestAttemptId     string   `json:"ReceiveRequestAttemptId"`
 	}
 	q, err := decodeFor(body, &in)
 	if err != nil {
 		return nil, err
 	}
-	max, vis, wait := 1, DefaultVisibility, 0
+	st, err := s.exists(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	max, vis, wait := 1, visibilitySeconds(st.Config), int(st.Config.ReceiveWaitMS/1000)
 	if p := in.MaxNumberOfMessages; p != nil {
 		if *p < 1 || *p > MaxReceive {
 			return nil, errInvalidParameter(fmt.Sprintf("MaxNumberOfMessages must be 1 to %d", MaxReceive))
@@ -328,9 +379,6 @@ func (s *server) receiveMessage(ctx context.Context, body []byte) (any, error) {
 		}
 		wait = *p
 	}
-	if _, err := s.exists(ctx, q); err != nil {
-		return nil, err
-	}
 	ttl := maxDuration(time.Duration(vis)*time.Second, httpapi.MinLeaseTTL)
 	attrs := wanted(append(in.AttributeNames, in.MessageSystemAttributeNames...))
 	leases, err := s.leaseUpTo(ctx, q, max, ttl, time.Duration(wait)*time.Second)
@@ -344,6 +392,9 @@ func (s *server) receiveMessage(ctx context.Context, body []byte) (any, error) {
 			"Body": body, "MD5OfBody": md5Hex(body)}
 		if a := systemAttributes(attrs, l); len(a) > 0 {
 			m["Attributes"] = a
+		}
+		if a := attributesOut(l.Message.Attributes, in.MessageAttributeNames); len(a) > 0 {
+			m["MessageAttributes"], m["MD5OfMessageAttributes"] = attributesJSON(a), attributesMD5(a)
 		}
 		msgs = append(msgs, m)
 	}
@@ -361,19 +412,6 @@ func wanted(names []string) map[string]bool {
 	out := map[string]bool{}
 	for _, n := range names {
 		out[n] = true
-	}
-	return out
-}
-
-// systemAttributes are the message system attributes asked for that raftq
-// knows.
-func systemAttributes(want map[string]bool, l httpapi.Lease) map[string]string {
-	out := map[string]string{}
-	if want["All"] || want["ApproximateReceiveCount"] {
-		out["ApproximateReceiveCount"] = strconv.FormatUint(l.Message.Deliveries, 10)
-	}
-	if want["All"] || want["SenderId"] {
-		out["SenderId"] = "raftq"
 	}
 	return out
 }

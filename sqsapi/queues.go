@@ -19,8 +19,8 @@ type queueURLOut struct {
 
 // createQueue makes the queue (a raftq queue of that name), or answers the
 // URL of one that exists with the same attributes (QueueNameExists when
-// they differ). Of the attributes only RedrivePolicy is served; the
-// others are refused rather than ignored.
+// they differ). Attributes raftq does not have are refused rather than
+// ignored.
 func (s *server) createQueue(ctx context.Context, body []byte) (any, error) {
 	var in struct {
 		QueueName  string            `json:"QueueName"`
@@ -35,7 +35,15 @@ func (s *server) createQueue(ctx context.Context, body []byte) (any, error) {
 	if err := checkName(in.QueueName); err != nil {
 		return nil, err
 	}
-	ch, err := s.configFromAttributes(in.Attributes)
+	fifo := in.Attributes["FifoQueue"]
+	delete(in.Attributes, "FifoQueue")
+	switch {
+	case isFIFO(in.QueueName) && fifo != "true":
+		return nil, errInvalidParameter("a queue named .fifo is a FIFO queue: set FifoQueue=true")
+	case !isFIFO(in.QueueName) && fifo != "" && fifo != "false":
+		return nil, errInvalidParameter("a FIFO queue's name ends in .fifo")
+	}
+	ch, err := s.configFromAttributes(in.QueueName, in.Attributes)
 	if err != nil {
 		return nil, err
 	}
@@ -45,8 +53,7 @@ func (s *server) createQueue(ctx context.Context, body []byte) (any, error) {
 	st, err := s.q.Stats(ctx, in.QueueName)
 	switch {
 	case err == nil:
-		if in.Attributes != nil && (ch.MaxDeliveries != nil && *ch.MaxDeliveries != st.Config.MaxDeliveries ||
-			ch.DeadLetterQueue != nil && *ch.DeadLetterQueue != st.Config.DeadLetterQueue) {
+		if !sameConfig(ch, st.Config) {
 			return nil, &Error{Code: "QueueNameExists", QueryCode: "QueueAlreadyExists",
 				Message: fmt.Sprintf("a queue named %s exists with other attributes", in.QueueName)}
 		}
@@ -64,12 +71,58 @@ func (s *server) createQueue(ctx context.Context, body []byte) (any, error) {
 	return queueURLOut{s.queueURL(in.QueueName)}, nil
 }
 
+// sameConfig reports whether every field ch sets has its value in c.
+func sameConfig(ch httpapi.ConfigChange, c httpapi.QueueConfig) bool {
+	same := func(p *int64, v int64) bool { return p == nil || *p == v }
+	return (ch.MaxDeliveries == nil || *ch.MaxDeliveries == c.MaxDeliveries) &&
+		(ch.DeadLetterQueue == nil || *ch.DeadLetterQueue == c.DeadLetterQueue) &&
+		same(ch.VisibilityTimeoutMS, c.VisibilityTimeoutMS) && same(ch.DelayMS, c.DelayMS) &&
+		same(ch.ReceiveWaitMS, c.ReceiveWaitMS) && same(ch.MaxMessageSize, c.MaxMessageSize) &&
+		same(ch.RetentionMS, c.RetentionMS) && (ch.ContentDedup == nil || *ch.ContentDedup == c.ContentDedup)
+}
+
+// secondsAttributes are the queue attributes that are a number of
+// seconds (bytes for MaximumMessageSize) kept in raftq's queue config,
+// with their ranges.
+var secondsAttributes = map[string]struct {
+	min, max, unit int64
+	field          func(*httpapi.ConfigChange) **int64
+}{
+	"VisibilityTimeout":             {0, MaxVisibility, 1000, func(c *httpapi.ConfigChange) **int64 { return &c.VisibilityTimeoutMS }},
+	"DelaySeconds":                  {0, MaxDelaySeconds, 1000, func(c *httpapi.ConfigChange) **int64 { return &c.DelayMS }},
+	"ReceiveMessageWaitTimeSeconds": {0, MaxWaitSeconds, 1000, func(c *httpapi.ConfigChange) **int64 { return &c.ReceiveWaitMS }},
+	"MessageRetentionPeriod":        {60, 1209600, 1000, func(c *httpapi.ConfigChange) **int64 { return &c.RetentionMS }},
+	"MaximumMessageSize":            {1024, MaxMessageSize, 1, func(c *httpapi.ConfigChange) **int64 { return &c.MaxMessageSize }},
+}
+
 // configFromAttributes maps the attributes a CreateQueue or
-// SetQueueAttributes sets onto raftq's queue config.
-func (s *server) configFromAttributes(attrs map[string]string) (httpapi.ConfigChange, error) {
+// SetQueueAttributes sets onto raftq's queue config. A VisibilityTimeout
+// of 0 is kept as 1 ms (0 is raftq's "none"), served as raftq's shortest
+// lease and answered as 0.
+func (s *server) configFromAttributes(queue string, attrs map[string]string) (httpapi.ConfigChange, error) {
 	var ch httpapi.ConfigChange
 	for name, v := range attrs {
+		if a, ok := secondsAttributes[name]; ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < a.min || n > a.max {
+				return ch, &Error{Code: "InvalidAttributeValue", QueryCode: "InvalidAttributeValue",
+					Message: fmt.Sprintf("%s must be %d to %d, got %q", name, a.min, a.max, v)}
+			}
+			n *= a.unit
+			if name == "VisibilityTimeout" && n == 0 {
+				n = 1
+			}
+			*a.field(&ch) = &n
+			continue
+		}
 		switch name {
+		case "ContentBasedDeduplication":
+			if !isFIFO(queue) || v != "true" && v != "false" {
+				return ch, &Error{Code: "InvalidAttributeName", QueryCode: "InvalidAttributeName",
+					Message: "ContentBasedDeduplication is true or false, on FIFO queues only"}
+			}
+			b := v == "true"
+			ch.ContentDedup = &b
 		case "RedrivePolicy":
 			if v == "" { // SQS: an empty policy removes it
 				zero, none := uint64(0), ""
@@ -93,11 +146,11 @@ func (s *server) configFromAttributes(attrs map[string]string) (httpapi.ConfigCh
 			}
 			ch.MaxDeliveries, ch.DeadLetterQueue = &max, &dlq
 		default:
-			if d, ok := fixedAttributes[name]; ok && d == v {
+			if d, ok := fixedAttributes(queue)[name]; ok && d == v {
 				continue // raftq's own, fixed value: nothing to set
 			}
 			return ch, &Error{Code: "InvalidAttributeName", QueryCode: "InvalidAttributeName",
-				Message: fmt.Sprintf("attribute %s=%s cannot be set yet (only RedrivePolicy can; %s is fixed at %q)", name, v, name, fixedAttributes[name])}
+				Message: fmt.Sprintf("attribute %s=%s cannot be set", name, v)}
 		}
 	}
 	return ch, nil
@@ -242,11 +295,61 @@ func (s *server) purgeQueue(ctx context.Context, body []byte) (any, error) {
 	return struct{}{}, nil
 }
 
-// fixedAttributes are the queue attributes raftq has but cannot set yet,
-// with their values (MessageRetentionPeriod: raftq keeps messages until
-// they are taken; SQS's longest period is answered).
-var fixedAttributes = map[string]string{"DelaySeconds": "0", "MaximumMessageSize": strconv.Itoa(MaxMessageSize),
-	"MessageRetentionPeriod": "1209600", "ReceiveMessageWaitTimeSeconds": "0", "VisibilityTimeout": strconv.Itoa(DefaultVisibility)}
+// fixedAttributes are the queue attributes raftq answers but cannot set,
+// with their values; SetQueueAttributes accepts them at those values.
+func fixedAttributes(queue string) map[string]string {
+	out := map[string]string{"SqsManagedSseEnabled": "false"}
+	if isFIFO(queue) {
+		out["DeduplicationScope"], out["FifoThroughputLimit"] = "queue", "perQueue"
+	}
+	return out
+}
+
+// visibilitySeconds is the queue's VisibilityTimeout (SQS's 30 s when
+// none is set).
+func visibilitySeconds(c httpapi.QueueConfig) int {
+	if c.VisibilityTimeoutMS == 0 {
+		return DefaultVisibility
+	}
+	return int(c.VisibilityTimeoutMS / 1000)
+}
+
+// queueAttributes are every attribute GetQueueAttributes answers for a
+// queue whose stats are st. A queue with no retention set keeps its
+// messages until they are taken; SQS's longest period is answered.
+func (s *server) queueAttributes(st httpapi.QueueStats) map[string]string {
+	c := st.Config
+	or := func(v, def int64) string {
+		if v == 0 {
+			return strconv.FormatInt(def, 10)
+		}
+		return strconv.FormatInt(v, 10)
+	}
+	all := map[string]string{
+		"ApproximateNumberOfMessages":           strconv.Itoa(st.Depth),
+		"ApproximateNumberOfMessagesNotVisible": strconv.Itoa(st.Leased),
+		"ApproximateNumberOfMessagesDelayed":    strconv.Itoa(st.Delayed),
+		"QueueArn":                              s.queueARN(st.Queue),
+		"VisibilityTimeout":                     strconv.Itoa(visibilitySeconds(c)),
+		"DelaySeconds":                          strconv.FormatInt(c.DelayMS/1000, 10),
+		"ReceiveMessageWaitTimeSeconds":         strconv.FormatInt(c.ReceiveWaitMS/1000, 10),
+		"MessageRetentionPeriod":                or(c.RetentionMS/1000, 1209600),
+		"MaximumMessageSize":                    or(c.MaxMessageSize, int64(s.opts.MaxMessageBytes)),
+		"CreatedTimestamp":                      strconv.FormatInt(st.CreatedAt.Unix(), 10),
+		"LastModifiedTimestamp":                 strconv.FormatInt(st.ModifiedAt.Unix(), 10),
+	}
+	for k, v := range fixedAttributes(st.Queue) {
+		all[k] = v
+	}
+	if isFIFO(st.Queue) {
+		all["FifoQueue"], all["ContentBasedDeduplication"] = "true", strconv.FormatBool(c.ContentDedup)
+	}
+	if c.DeadLetterQueue != "" && c.MaxDeliveries > 0 {
+		p, _ := json.Marshal(map[string]any{"deadLetterTargetArn": s.queueARN(c.DeadLetterQueue), "maxReceiveCount": c.MaxDeliveries})
+		all["RedrivePolicy"] = string(p)
+	}
+	return all
+}
 
 // attributeNames are every attribute name SQS knows: asked for one raftq
 // does not have, GetQueueAttributes leaves it out, as SQS does.
@@ -269,19 +372,7 @@ func (s *server) getQueueAttributes(ctx context.Context, body []byte) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	all := map[string]string{
-		"ApproximateNumberOfMessages":           strconv.Itoa(st.Depth),
-		"ApproximateNumberOfMessagesNotVisible": strconv.Itoa(st.Leased),
-		"ApproximateNumberOfMessagesDelayed":    strconv.Itoa(st.Delayed),
-		"QueueArn":                              s.queueARN(q),
-	}
-	for k, v := range fixedAttributes {
-		all[k] = v
-	}
-	if c := st.Config; c.DeadLetterQueue != "" && c.MaxDeliveries > 0 {
-		p, _ := json.Marshal(map[string]any{"deadLetterTargetArn": s.queueARN(c.DeadLetterQueue), "maxReceiveCount": c.MaxDeliveries})
-		all["RedrivePolicy"] = string(p)
-	}
+	all := s.queueAttributes(st)
 	out := map[string]string{}
 	for _, name := range in.AttributeNames {
 		switch {
@@ -314,7 +405,10 @@ func (s *server) setQueueAttributes(ctx context.Context, body []byte) (any, erro
 	if len(in.Attributes) == 0 {
 		return nil, errMissingParameter("Attributes")
 	}
-	ch, err := s.configFromAttributes(in.Attributes)
+	if _, ok := in.Attributes["FifoQueue"]; ok {
+		return nil, &Error{Code: "InvalidAttributeName", QueryCode: "InvalidAttributeName", Message: "FifoQueue is set when the queue is made"}
+	}
+	ch, err := s.configFromAttributes(q, in.Attributes)
 	if err != nil {
 		return nil, err
 	}

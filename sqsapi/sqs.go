@@ -154,20 +154,21 @@ func decode(body []byte, v any) error {
 	return nil
 }
 
-// sqsName is what SQS accepts as a queue name. raftq queue names that
-// are not SQS names (raftq allows "." and up to 128 characters) are not
-// listed and cannot be reached through SQS.
-var sqsName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,80}$`)
+// sqsName is what SQS accepts as a queue name: a FIFO queue's ends in
+// ".fifo", within the 80. raftq queue names that are not SQS names (raftq
+// allows "." elsewhere and up to 128 characters) are not listed and cannot
+// be reached through SQS.
+var sqsName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,80}$|^[A-Za-z0-9_-]{1,75}\.fifo$`)
 
 func checkName(name string) error {
-	if strings.HasSuffix(name, ".fifo") {
-		return &Error{Code: "UnsupportedOperation", QueryCode: "AWS.SimpleQueueService.UnsupportedOperation", Message: "FIFO queues are not served yet"}
-	}
 	if !sqsName.MatchString(name) {
-		return errInvalidParameter(fmt.Sprintf("queue name %q: 1 to 80 characters of letters, digits, - and _", name))
+		return errInvalidParameter(fmt.Sprintf("queue name %q: 1 to 80 characters of letters, digits, - and _ (a FIFO queue's ending in .fifo)", name))
 	}
 	return nil
 }
+
+// isFIFO reports whether queue is a FIFO queue: SQS tells them by name.
+func isFIFO(queue string) bool { return strings.HasSuffix(queue, ".fifo") }
 
 // queueURL is the URL clients use for queue.
 func (s *server) queueURL(queue string) string {
@@ -187,10 +188,6 @@ func queueOf(url string) (string, error) {
 	i := strings.LastIndexByte(url, '/')
 	name := url[i+1:]
 	if err := checkName(name); err != nil {
-		var e *Error
-		if errors.As(err, &e) && e.Code == "UnsupportedOperation" {
-			return "", err
-		}
 		return "", errNoQueue(name)
 	}
 	return name, nil

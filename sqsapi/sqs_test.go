@@ -52,7 +52,7 @@ func TestRedrivePolicy(t *testing.T) {
 		`{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":"5"}`,
 		`{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":5}`,
 	} {
-		ch, err := s.configFromAttributes(map[string]string{"RedrivePolicy": p})
+		ch, err := s.configFromAttributes("q", map[string]string{"RedrivePolicy": p})
 		if err != nil || *ch.MaxDeliveries != 5 || *ch.DeadLetterQueue != "dlq" {
 			t.Errorf("%s: %+v %v", p, ch, err)
 		}
@@ -61,15 +61,22 @@ func TestRedrivePolicy(t *testing.T) {
 		{"RedrivePolicy": `{"deadLetterTargetArn":"dlq","maxReceiveCount":5}`},
 		{"RedrivePolicy": `{"deadLetterTargetArn":"arn:aws:sqs:r:a:dlq","maxReceiveCount":0}`},
 		{"RedrivePolicy": `nope`},
-		{"VisibilityTimeout": "10"},
+		{"VisibilityTimeout": "43201"},
+		{"MessageRetentionPeriod": "59"},
+		{"ContentBasedDeduplication": "true"}, // a standard queue
+		{"FifoQueue": "true"},
 		{"RedrivePolicy": `{"deadLetterTargetArn":"arn:aws:sqs:eu-west-1:000000000000:dlq","maxReceiveCount":5}`},
 	} {
-		if _, err := s.configFromAttributes(bad); err == nil {
+		if _, err := s.configFromAttributes("q", bad); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
 	}
-	if ch, err := s.configFromAttributes(map[string]string{"VisibilityTimeout": "30", "DelaySeconds": "0"}); err != nil || ch.MaxDeliveries != nil {
-		t.Errorf("raftq's own values refused: %v", err)
+	ch, err := s.configFromAttributes("q", map[string]string{"VisibilityTimeout": "0", "DelaySeconds": "5", "MaximumMessageSize": "1024"})
+	if err != nil || ch.MaxDeliveries != nil || *ch.VisibilityTimeoutMS != 1 || *ch.DelayMS != 5000 || *ch.MaxMessageSize != 1024 {
+		t.Errorf("settings: %+v %v", ch, err)
+	}
+	if ch, err := s.configFromAttributes("q.fifo", map[string]string{"ContentBasedDeduplication": "true"}); err != nil || !*ch.ContentDedup {
+		t.Errorf("ContentBasedDeduplication: %+v %v", ch, err)
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/raftq/raftq/httpapi"
 	"github.com/raftq/raftq/queuefsm"
@@ -58,6 +59,9 @@ func (s *service) Configure(ctx context.Context, queue string, ch httpapi.Config
 	if ch.MaxBytes != nil {
 		c.Fields, c.MaxBytes, set.MaxBytes = c.Fields|queuefsm.FieldMaxBytes, *ch.MaxBytes, *ch.MaxBytes
 	}
+	settings(&c, ch)
+	set = apiConfig(queuefsm.QueueConfig{MaxDeliveries: c.MaxDeliveries, DeadLetterQueue: c.DeadLetterQueue,
+		MaxMessages: c.MaxMessages, MaxBytes: c.MaxBytes, QueueSettings: c.Config})
 	if c.Fields == 0 { // 0 would set every field
 		return httpapi.QueueConfig{}, httpapi.LogPosition{}, fmt.Errorf("%w: the change sets nothing", httpapi.ErrInvalid)
 	}
@@ -73,8 +77,44 @@ func (s *service) Configure(ctx context.Context, queue string, ch httpapi.Config
 	return set, pos, nil
 }
 
+// settings puts the queue settings ch names into c.
+func settings(c *queuefsm.Command, ch httpapi.ConfigChange) {
+	for _, f := range []struct {
+		field queuefsm.Fields
+		from  *int64
+		to    *int64
+	}{
+		{queuefsm.FieldVisibility, ch.VisibilityTimeoutMS, &c.Config.Visibility},
+		{queuefsm.FieldDelay, ch.DelayMS, &c.Config.Delay},
+		{queuefsm.FieldReceiveWait, ch.ReceiveWaitMS, &c.Config.ReceiveWait},
+		{queuefsm.FieldMaxMessageSize, ch.MaxMessageSize, &c.Config.MaxMessageSize},
+		{queuefsm.FieldRetention, ch.RetentionMS, &c.Config.Retention},
+	} {
+		if f.from != nil {
+			c.Fields, *f.to = c.Fields|f.field, *f.from
+		}
+	}
+	if ch.ContentDedup != nil {
+		c.Fields, c.Config.ContentDedup = c.Fields|queuefsm.FieldContentDedup, *ch.ContentDedup
+	}
+}
+
 func apiConfig(c queuefsm.QueueConfig) httpapi.QueueConfig {
-	return httpapi.QueueConfig{MaxDeliveries: c.MaxDeliveries, DeadLetterQueue: c.DeadLetterQueue, MaxMessages: c.MaxMessages, MaxBytes: c.MaxBytes}
+	s := c.QueueSettings
+	return httpapi.QueueConfig{MaxDeliveries: c.MaxDeliveries, DeadLetterQueue: c.DeadLetterQueue, MaxMessages: c.MaxMessages, MaxBytes: c.MaxBytes,
+		VisibilityTimeoutMS: s.Visibility, DelayMS: s.Delay, ReceiveWaitMS: s.ReceiveWait, MaxMessageSize: s.MaxMessageSize,
+		RetentionMS: s.Retention, ContentDedup: s.ContentDedup}
+}
+
+// Defaults is the queue's config as this node holds it (no read barrier).
+func (s *service) Defaults(queue string) httpapi.QueueConfig {
+	var c httpapi.QueueConfig
+	s.node.View(func() {
+		if st, err := s.fsm.Stats(queue); err == nil {
+			c = apiConfig(st.Config)
+		}
+	})
+	return c
 }
 
 func (s *service) DeleteQueue(ctx context.Context, queue string) (httpapi.LogPosition, error) {
@@ -119,7 +159,7 @@ func (s *service) Peek(ctx context.Context, queue string, max int) ([]httpapi.Pe
 	})
 	out := make([]httpapi.PeekedMessage, len(ms))
 	for i, m := range ms {
-		out[i] = httpapi.PeekedMessage{Message: apiMessage(m.Message), Enqueued: localTime(m.Enqueued, now)}
+		out[i] = httpapi.PeekedMessage{Message: apiMessage(m.Message, now), Enqueued: localTime(m.Enqueued, now)}
 	}
 	return out, err
 }
@@ -134,7 +174,8 @@ func (s *service) Stats(ctx context.Context, queue string) (httpapi.QueueStats, 
 		return httpapi.QueueStats{}, err
 	}
 	out := httpapi.QueueStats{Queue: queue, Depth: st.Depth, Leased: st.Leased, Delayed: st.Delayed, Bytes: st.Bytes, Keys: st.Keys,
-		Config: apiConfig(st.Config), Totals: httpapi.QueueTotals(st.Totals)}
+		Config: apiConfig(st.Config), Totals: httpapi.QueueTotals(st.Totals),
+		CreatedAt: localTime(st.Config.Created, st.Now).Truncate(time.Second).UTC(), ModifiedAt: localTime(st.Config.Modified, st.Now).Truncate(time.Second).UTC()}
 	if st.OldestReady != 0 {
 		out.OldestReadyAgeMS = max(st.Now-st.OldestReady, 0)
 	}

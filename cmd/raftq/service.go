@@ -64,12 +64,14 @@ func (s *service) Enqueue(ctx context.Context, queue, contentType string, body [
 			return httpapi.Enqueued{}, httpapi.LogPosition{}, fmt.Errorf("%w: %w", httpapi.ErrInvalid, err)
 		}
 	}
-	cost := queuefsm.MessageCost(contentType, len(body)) + queuefsm.KeyCost(opts.IdempotencyKey)
+	attrs := fsmAttributes(opts.Attributes)
+	cost := queuefsm.Cost(contentType, len(body), opts.Group, attrs) + queuefsm.KeyCost(opts.IdempotencyKey)
 	if err := s.admit(ctx, queue, opts.IdempotencyKey, 1, cost); err != nil {
 		return httpapi.Enqueued{}, httpapi.LogPosition{}, err
 	}
 	a, err := s.propose(ctx, queuefsm.Command{Op: queuefsm.OpEnqueue, Queue: queue, ContentType: contentType,
-		IdempotencyKey: opts.IdempotencyKey, Delay: opts.Delay.Milliseconds(), Body: body})
+		IdempotencyKey: opts.IdempotencyKey, Delay: opts.Delay.Milliseconds(), Body: body,
+		Flags: flags(opts), Group: opts.Group, Attributes: attrs})
 	if err != nil {
 		return httpapi.Enqueued{}, httpapi.LogPosition{}, err
 	}
@@ -83,25 +85,61 @@ func (s *service) Dequeue(ctx context.Context, queue string) (httpapi.Message, b
 		return httpapi.Message{}, false, httpapi.LogPosition{}, err
 	}
 	r, err := result[queuefsm.DequeueResult](a)
-	return apiMessage(r.Message), r.Found, position(a), err
+	return apiMessage(r.Message, r.Now), r.Found, position(a), err
 }
 
-func (s *service) EnqueueBatch(ctx context.Context, queue string, msgs []httpapi.Message) ([]uint64, httpapi.LogPosition, error) {
+// EnqueueBatch appends msgs in one entry. The cheap check before it
+// counts every message (a batch with keys already seen may be refused
+// where the state machine would take it; Apply decides).
+func (s *service) EnqueueBatch(ctx context.Context, queue string, msgs []httpapi.NewMessage) ([]httpapi.Enqueued, httpapi.LogPosition, error) {
 	items := make([]queuefsm.BatchItem, len(msgs))
 	var cost int64
+	keyed := false
 	for i, m := range msgs {
-		items[i] = queuefsm.BatchItem{ContentType: m.ContentType, Body: m.Body}
-		cost += queuefsm.MessageCost(m.ContentType, len(m.Body))
+		o := m.Options
+		if o.IdempotencyKey != "" {
+			if err := queuefsm.ValidateIdempotencyKey(o.IdempotencyKey); err != nil {
+				return nil, httpapi.LogPosition{}, fmt.Errorf("%w: message %d: %w", httpapi.ErrInvalid, i, err)
+			}
+			keyed = true
+		}
+		items[i] = queuefsm.BatchItem{ContentType: m.ContentType, Body: m.Body, IdempotencyKey: o.IdempotencyKey,
+			Delay: o.Delay.Milliseconds(), Flags: flags(o), Group: o.Group, Attributes: fsmAttributes(o.Attributes)}
+		cost += queuefsm.Cost(m.ContentType, len(m.Body), o.Group, items[i].Attributes) + queuefsm.KeyCost(o.IdempotencyKey)
 	}
-	if err := s.admit(ctx, queue, "", len(msgs), cost); err != nil {
-		return nil, httpapi.LogPosition{}, err
+	if !keyed {
+		if err := s.admit(ctx, queue, "", len(msgs), cost); err != nil {
+			return nil, httpapi.LogPosition{}, err
+		}
 	}
 	a, err := s.propose(ctx, queuefsm.Command{Op: queuefsm.OpBatch, Queue: queue, Items: items})
 	if err != nil {
 		return nil, httpapi.LogPosition{}, err
 	}
 	r, err := result[queuefsm.BatchResult](a)
-	return r.IDs, position(a), err
+	out := make([]httpapi.Enqueued, len(r.IDs))
+	for i, id := range r.IDs {
+		out[i] = httpapi.Enqueued{ID: id, Replay: r.Replay != nil && r.Replay[i]}
+	}
+	return out, position(a), err
+}
+
+func flags(o httpapi.EnqueueOptions) byte {
+	if o.Dedupe {
+		return queuefsm.FlagDedupe
+	}
+	return 0
+}
+
+func fsmAttributes(in []httpapi.Attribute) []queuefsm.Attribute {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]queuefsm.Attribute, len(in))
+	for i, a := range in {
+		out[i] = queuefsm.Attribute(a)
+	}
+	return out
 }
 
 func (s *service) PopMany(ctx context.Context, queue string, max int) ([]httpapi.Message, httpapi.LogPosition, error) {
@@ -112,15 +150,24 @@ func (s *service) PopMany(ctx context.Context, queue string, max int) ([]httpapi
 	r, err := result[queuefsm.PopManyResult](a)
 	out := make([]httpapi.Message, len(r.Messages))
 	for i, m := range r.Messages {
-		out[i] = apiMessage(m)
+		out[i] = apiMessage(m, r.Now)
 	}
 	return out, position(a), err
 }
 
-func apiMessage(m queuefsm.Message) httpapi.Message {
-	out := httpapi.Message{ID: m.ID, ContentType: m.ContentType, Body: m.Body, Deliveries: m.Deliveries}
+// apiMessage is m as the API shows it, its enqueue time on this node's
+// clock given the state machine's clock now.
+func apiMessage(m queuefsm.Message, now int64) httpapi.Message {
+	out := httpapi.Message{ID: m.ID, ContentType: m.ContentType, Body: m.Body, Deliveries: m.Deliveries, Group: m.Group,
+		Enqueued: localTime(m.Enqueued, now).Truncate(time.Second)}
 	if o := m.Origin; o != nil {
 		out.Origin = &httpapi.Origin{Queue: o.Queue, ID: o.ID, Deliveries: o.Deliveries}
+	}
+	if len(m.Attributes) > 0 {
+		out.Attributes = make([]httpapi.Attribute, len(m.Attributes))
+		for i, a := range m.Attributes {
+			out.Attributes[i] = httpapi.Attribute(a)
+		}
 	}
 	return out
 }
@@ -134,7 +181,7 @@ func (s *service) Lease(ctx context.Context, queue string, ttl time.Duration) (h
 	if r.Found && r.Message.Deliveries > 1 && s.metrics != nil {
 		s.metrics.redelivered.Inc()
 	}
-	return httpapi.Lease{Message: apiMessage(r.Message), Token: r.Token, Expires: localTime(r.Expires, r.Now)}, r.Found, position(a), err
+	return httpapi.Lease{Message: apiMessage(r.Message, r.Now), Token: r.Token, Expires: localTime(r.Expires, r.Now)}, r.Found, position(a), err
 }
 
 func (s *service) Ack(ctx context.Context, queue string, id uint64, token string) (httpapi.LogPosition, error) {
@@ -289,6 +336,8 @@ func apiErr(err error) error {
 		return fmt.Errorf("%w: %w", httpapi.ErrConflict, err)
 	case errors.Is(err, queuefsm.ErrKeyReused):
 		return fmt.Errorf("%w: %w", httpapi.ErrUnprocessable, err)
+	case errors.Is(err, queuefsm.ErrTooLarge):
+		return fmt.Errorf("%w: %w", httpapi.ErrTooLarge, err)
 	}
 	return err
 }
