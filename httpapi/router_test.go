@@ -131,7 +131,7 @@ func (f *fakeQueue) AwaitReady(ctx context.Context, _ string, _ int) (Turn, erro
 	}
 }
 func (f *fakeQueue) HasReady(context.Context, string) (bool, error) { return f.ready, nil }
-func (f *fakeQueue) Defaults(string) QueueConfig                   { return f.defaults }
+func (f *fakeQueue) Defaults(string) QueueConfig                    { return f.defaults }
 
 type doneFunc func()
 

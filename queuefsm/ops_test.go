@@ -190,7 +190,7 @@ func TestPopManyOp(t *testing.T) {
 		{name: "unknown queue, before max is checked", cmd: Command{Op: OpPopMany, Queue: "q"}, want: PopManyResult{}},
 		{name: "max 0", setup: three, cmd: Command{Op: OpPopMany, Queue: "q"}, want: ErrInvalidArg},
 		{name: "two of three", setup: three, cmd: Command{Op: OpPopMany, Queue: "q", Max: 2},
-			want:  PopManyResult{Messages: []Message{msgA, {ID: 2, Body: "b", Enqueued: 1000}}},
+			want:  PopManyResult{Messages: []Message{msgA, {ID: 2, Body: "b", Enqueued: 1000}}, Now: 1000},
 			check: wantStats("q", func(s QueueStats) bool { return s.Depth == 1 && s.Totals.Popped == 2 })},
 	})
 }
