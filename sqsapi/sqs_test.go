@@ -1,6 +1,8 @@
 package sqsapi
 
 import (
+	"github.com/raftq/raftq/httpapi"
+
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
@@ -108,5 +110,23 @@ func TestMessageIDsAndBodies(t *testing.T) {
 		if validContents(body) != ok {
 			t.Errorf("%q valid: %v", body, !ok)
 		}
+	}
+}
+
+// MD5OfMessageAttributes as SQS computes it, against its published
+// vector; the order attributes come in does not matter.
+func TestAttributesMD5(t *testing.T) {
+	one := []httpapi.Attribute{{Name: "attribName1", Type: "String", Value: "attribValue 1"}}
+	if got := attributesMD5(one); got != "19e27d4e946b072f3f58da80d94fd778" {
+		t.Fatalf("md5 %s", got)
+	}
+	two := []httpapi.Attribute{{Name: "b", Type: "Binary", Value: "\x01"}, {Name: "a", Type: "Number", Value: "1"}}
+	rev := []httpapi.Attribute{two[1], two[0]}
+	if attributesMD5(two) != attributesMD5(rev) || attributesMD5(nil) != "" {
+		t.Fatal("order or emptiness changes the MD5")
+	}
+	got := attributesOut(append(two, httpapi.Attribute{Name: "a.x", Type: "String", Value: "v"}), []string{"a.*"})
+	if len(got) != 1 || got[0].Name != "a.x" {
+		t.Fatalf("a.* selects %+v", got)
 	}
 }
