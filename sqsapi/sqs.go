@@ -1,12 +1,13 @@
 // Package sqsapi serves an Amazon SQS-compatible endpoint over raftq's
 // queues: the AWS JSON 1.0 protocol that current AWS SDKs speak
-// (X-Amz-Target: AmazonSQS.<Action>), for standard queues. An SQS queue
-// and the raftq queue of the same name are the same queue: a receive is a
-// lease, a receipt handle names the lease, a delete is an ack.
+// (X-Amz-Target: AmazonSQS.<Action>), for standard and FIFO queues. An
+// SQS queue and the raftq queue of the same name are the same queue: a
+// receive is a lease, a receipt handle names the lease, a delete is an
+// ack, a FIFO queue's message groups are raftq's, its deduplication ids
+// raftq's idempotency keys.
 //
 // It speaks to raftq through httpapi.Queue only, as raftq's own HTTP API
-// does. Not yet served: the query protocol, FIFO queues, message
-// attributes, and queue attributes other than RedrivePolicy (see the
+// does. Not yet served: the query protocol and SigV4 checks (see the
 // README).
 package sqsapi
 
