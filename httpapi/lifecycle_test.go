@@ -76,7 +76,12 @@ func TestConfigurePresence(t *testing.T) {
 	if got.DeadLetterQueue == nil || *got.DeadLetterQueue != "" || got.MaxBytes == nil || got.MaxMessages != nil {
 		t.Fatalf("change %+v: zero values present must be set", got)
 	}
-	for _, body := range []string{`{}`, `{"max_messages":-1}`, `{"max_bytes":-5}`, `{"max_size":1}`, `{"max_messages":"7"}`, ``} {
+	serve(t, q, nil, httptest.NewRequest(http.MethodPut, "/queues/q/config", strings.NewReader(`{"visibility_timeout_ms":5000,"content_dedup":true}`)))
+	if got == nil || got.VisibilityTimeoutMS == nil || *got.VisibilityTimeoutMS != 5000 || got.ContentDedup == nil || !*got.ContentDedup || got.MaxBytes != nil {
+		t.Fatalf("change %+v: the settings present must be set, alone", got)
+	}
+	for _, body := range []string{`{}`, `{"max_messages":-1}`, `{"max_bytes":-5}`, `{"max_size":1}`, `{"max_messages":"7"}`, ``,
+		`{"retention_ms":-1}`, `{"receive_wait_ms":60001}`, `{"delay_ms":43200001}`, `{"visibility_timeout_ms":43200001}`} {
 		got = nil
 		rec := serve(t, q, nil, httptest.NewRequest(http.MethodPut, "/queues/q/config", strings.NewReader(body)))
 		if rec.Code != http.StatusBadRequest || got != nil {

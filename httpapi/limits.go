@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 
 	"github.com/gorilla/mux"
@@ -94,11 +95,23 @@ func (a *api) configure(w http.ResponseWriter, r *http.Request) {
 }
 
 func checkConfig(ch ConfigChange) error {
-	if ch.MaxDeliveries == nil && ch.DeadLetterQueue == nil && ch.MaxMessages == nil && ch.MaxBytes == nil {
-		return fmt.Errorf("%w: set at least one of max_deliveries, dead_letter_queue, max_messages, max_bytes", ErrInvalid)
+	if ch == (ConfigChange{}) {
+		return fmt.Errorf("%w: set at least one of max_deliveries, dead_letter_queue, max_messages, max_bytes, "+
+			"visibility_timeout_ms, delay_ms, receive_wait_ms, max_message_size, retention_ms, content_dedup", ErrInvalid)
 	}
-	if ch.MaxMessages != nil && *ch.MaxMessages < 0 || ch.MaxBytes != nil && *ch.MaxBytes < 0 {
-		return fmt.Errorf("%w: max_messages and max_bytes must be 0 (no limit) or more", ErrInvalid)
+	for _, f := range []struct {
+		name string
+		v    *int64
+		max  int64
+	}{
+		{"max_messages", ch.MaxMessages, math.MaxInt64}, {"max_bytes", ch.MaxBytes, math.MaxInt64},
+		{"visibility_timeout_ms", ch.VisibilityTimeoutMS, MaxLeaseTTL.Milliseconds()}, {"delay_ms", ch.DelayMS, MaxDelay.Milliseconds()},
+		{"receive_wait_ms", ch.ReceiveWaitMS, MaxWait.Milliseconds()}, {"max_message_size", ch.MaxMessageSize, math.MaxInt64},
+		{"retention_ms", ch.RetentionMS, math.MaxInt64},
+	} {
+		if f.v != nil && (*f.v < 0 || *f.v > f.max) {
+			return fmt.Errorf("%w: %s must be 0 (none) to %d", ErrInvalid, f.name, f.max)
+		}
 	}
 	return nil
 }
