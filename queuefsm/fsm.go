@@ -298,7 +298,7 @@ func (c *call) check() error {
 // limited reports whether limits and alarms bind the command: commands of
 // versions 1 to 3 were accepted before limits existed, and an old log
 // must replay as it applied, whatever the limits now.
-func (c *call) limited() bool { return c.version >= commandVersion }
+func (c *call) limited() bool { return c.version >= commandV4 }
 
 // queue returns the queue named, made if need be: a new queue's ids start
 // above every id a deleted queue handed out (idFloor), so a name used
@@ -333,10 +333,10 @@ func (f *FSM) expire(q *queue) {
 		}
 		if m.state == stateLeased {
 			q.leasedN--
-			q.leaseEnded(m)
 		} else {
 			q.delayedN--
 		}
+		q.leaseEnded(m)
 		m = q.own(f, m)
 		m.lease = 0
 		m.state = stateReady

@@ -7,9 +7,10 @@ import (
 
 // Message groups, as SQS FIFO queues and JMS message groups have them: the
 // messages of one group are delivered in id order, one lease at a time.
-// While a message of a group is leased no take returns another of that
-// group; the other groups and the messages of no group go on. A pop (an
-// at-most-once take) does not hold its group.
+// While a message of a group is leased, or delayed (by its enqueue or by a
+// release), no take returns another of that group, so none overtakes an
+// older one; the other groups and the messages of no group go on. A pop
+// (an at-most-once take) does not hold its group.
 //
 // A queue files the ready messages of a group in the group's own heap, and
 // the groups that may be taken from (none of their messages leased, one
@@ -17,10 +18,10 @@ import (
 // oldest ungrouped ready message with avail's first group and takes the
 // older, so a queue without groups works exactly as before.
 type group struct {
-	name     string
-	ready    idHeap // ids of ready messages; may hold stale ids (see clean)
-	inflight int    // leased messages of the group
-	at       int    // index in the queue's avail, -1 when not in it
+	name  string
+	ready idHeap // ids of ready messages; may hold stale ids (see clean)
+	held  int    // leased and delayed messages of the group
+	at    int    // index in the queue's avail, -1 when not in it
 }
 
 // groupHeap is a queue's available groups, by their oldest ready id.
@@ -69,7 +70,7 @@ func (q *queue) groupOf(name string) *group {
 // refresh puts g in avail or takes it out, as its state says, and forgets
 // a group with nothing left.
 func (q *queue) refresh(g *group) {
-	want := g.inflight == 0 && len(g.ready) > 0
+	want := g.held == 0 && len(g.ready) > 0
 	switch {
 	case want && g.at < 0:
 		heap.Push(&q.avail, g)
@@ -78,7 +79,7 @@ func (q *queue) refresh(g *group) {
 	case g.at >= 0:
 		heap.Remove(&q.avail, g.at)
 	}
-	if g.inflight == 0 && len(g.ready) == 0 {
+	if g.held == 0 && len(g.ready) == 0 {
 		delete(q.groups, g.name)
 	}
 }
@@ -130,21 +131,21 @@ func (q *queue) popNext() (m *msg, ok bool) {
 	return m, true
 }
 
-// leaseStarted holds m's group while m is leased.
+// leaseStarted holds m's group while m is leased or delayed.
 func (q *queue) leaseStarted(m *msg) {
 	if name := m.group(); name != "" {
 		g := q.groupOf(name)
-		g.inflight++
+		g.held++
 		q.refresh(g)
 	}
 }
 
-// leaseEnded frees m's group from m's lease (an ack, a release, an expiry,
-// a drop): called while m is still leased.
+// leaseEnded frees m's group from m's lease or delay (an ack, a release,
+// an expiry, a drop): called while m is still leased or delayed.
 func (q *queue) leaseEnded(m *msg) {
 	if name := m.group(); name != "" {
-		if g := q.groups[name]; g != nil && g.inflight > 0 {
-			g.inflight--
+		if g := q.groups[name]; g != nil && g.held > 0 {
+			g.held--
 			q.refresh(g)
 		}
 	}
@@ -158,10 +159,14 @@ func (q *queue) unfileOldest(m *msg) {
 	if g != nil {
 		line = &g.ready
 	}
-	if len(*line) == 0 || (*line)[0] != m.id {
-		panic("queuefsm: the oldest ready message is not first in its line")
+	i := 0 // the oldest ready id is first in its line; should it not be, it is found
+	for i < len(*line) && (*line)[i] != m.id {
+		i++
 	}
-	heap.Pop(line)
+	if i == len(*line) {
+		return
+	}
+	heap.Remove(line, i)
 	if g != nil {
 		q.groupedReady--
 		q.refresh(g)

@@ -232,3 +232,66 @@ func TestDedupe(t *testing.T) {
 		t.Fatalf("depth %d, want 3", s.Depth)
 	}
 }
+
+// A delayed message holds its group as a lease does, so that no later
+// message of the group overtakes it: delayed at its enqueue, or by a
+// release.
+func TestGroupsHoldWhileDelayed(t *testing.T) {
+	c := newClock(t)
+	c.must(Command{Op: OpEnqueue, Queue: "q", Group: "g", Delay: 3000, Body: []byte("a")})
+	c.must(putIn("q", "g", "b"))
+	c.must(putIn("q", "h", "x"))
+	if b, _ := c.leaseBody(1000, "q", 10000); b != "x" {
+		t.Fatalf("leased %q while a, delayed, holds g; want x of h", b)
+	}
+	if b, _ := c.leaseBody(1000, "q", 10000); b != "" {
+		t.Fatalf("leased %q before the delay of a ends", b)
+	}
+	if c.f.Ready("q") != 0 {
+		t.Fatalf("ready %d", c.f.Ready("q"))
+	}
+	_, l := c.leaseBody(4000, "q", 10000)
+	if l.Message.Body != "a" {
+		t.Fatalf("after a's delay: %q", l.Message.Body)
+	}
+	c.at(4000, Command{Op: OpRelease, Queue: "q", ID: l.Message.ID, Token: l.Token, Delay: 3000})
+	if b, _ := c.leaseBody(5000, "q", 10000); b != "" {
+		t.Fatalf("leased %q while a, released with a delay, holds g", b)
+	}
+	if b, _ := c.leaseBody(7000, "q", 10000); b != "a" {
+		t.Fatalf("after the release's delay: %q, want a", b)
+	}
+}
+
+// Enqueues, batches and configures of version 4 replay under the limits
+// as they applied (version 5 did not change their rules).
+func TestVersion4StillLimited(t *testing.T) {
+	c := newClock(t)
+	c.must(Command{Op: OpConfigure, Queue: "q", MaxMessages: 1})
+	apply := func(cmd Command) any {
+		c.index++
+		cmd.Time = 1000
+		return c.f.Apply(c.index<<SeqPosBits, cmd.encodeIn(commandV4))
+	}
+	if r := apply(put("q", "a")); asErr(r) != nil {
+		t.Fatal(r)
+	}
+	if r := apply(put("q", "b")); !errIs(r, ErrQueueFull) {
+		t.Fatalf("a version 4 enqueue past max_messages: %v", r)
+	}
+	if r := apply(batchOf("q", 1, "c")); !errIs(r, ErrQueueFull) {
+		t.Fatalf("a version 4 batch past max_messages: %v", r)
+	}
+}
+
+// A batch of replays only stores nothing and is never refused, as a
+// replayed enqueue is not.
+func TestBatchOfReplaysPassesAlarms(t *testing.T) {
+	c := newClock(t)
+	c.must(Command{Op: OpEnqueue, Queue: "q", IdempotencyKey: "k", Body: []byte("a")})
+	c.must(Command{Op: OpAlarm, Node: 1, Raise: true})
+	r := c.must(Command{Op: OpBatch, Queue: "q", Items: []BatchItem{{Body: "a", IdempotencyKey: "k"}}})
+	if res := r.(BatchResult); res.IDs[0] != 1 || !res.Replay[0] {
+		t.Fatalf("replay under an alarm: %+v", res)
+	}
+}

@@ -158,15 +158,10 @@ func (f *FSM) purge(c call) any {
 	kept := q.leasedMsgs()
 	dropped := q.msgs.len() - len(kept)
 	q.msgs, q.ready, q.timers, q.delayedN = msgTable{}, nil, nil, 0
-	q.avail, q.groupedReady = nil, 0
-	for name, g := range q.groups { // only leases hold a group now
-		g.ready, g.at = nil, -1
-		if g.inflight == 0 {
-			delete(q.groups, name)
-		}
-	}
+	q.avail, q.groupedReady, q.groups = nil, 0, nil // only leases hold groups now
 	var bytes int64
 	for _, m := range kept {
+		q.leaseStarted(m)
 		q.msgs.add(m)
 		q.timers = append(q.timers, timer{at: m.at, id: m.id})
 		bytes += m.cost()
@@ -206,6 +201,7 @@ func (q *queue) dropExpired(f *FSM) {
 		switch m.state {
 		case stateDelayed:
 			q.delayedN--
+			q.leaseEnded(m)
 		case stateReady:
 			q.unfileOldest(m)
 		}

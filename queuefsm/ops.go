@@ -170,6 +170,9 @@ func (f *FSM) batch(c call) any {
 		cost += it.cost()
 		stored++
 	}
+	if stored == 0 {
+		return res // replays only: stores nothing, as a replayed enqueue
+	}
 	if err := f.admitCall(&c, stored, cost); err != nil {
 		return err
 	}

@@ -282,14 +282,14 @@ func errKind(err error) error {
 
 // checkGroups checks a queue's groups against its messages: each ready
 // grouped message in its group's heap once (added to inHeap), each group's
-// inflight its leased messages, groupedReady their count, avail exactly
+// held its leased messages, groupedReady their count, avail exactly
 // the groups with nothing leased and something ready, at their indexes.
 func checkGroups(t testing.TB, q *queue, ready, inHeap map[uint64]bool) {
 	t.Helper()
 	leased := map[string]int{}
 	q.msgs.view(false).each(func(m *msg) {
-		if m.group() != "" && m.state == stateLeased {
-			leased[m.group()]++
+		if m.group() != "" && m.state != stateReady {
+			leased[m.group()]++ // leased or delayed: both hold the group
 		}
 	})
 	grouped := 0
@@ -301,13 +301,13 @@ func checkGroups(t testing.TB, q *queue, ready, inHeap map[uint64]bool) {
 			inHeap[id] = true
 			grouped++
 		}
-		want := g.inflight == 0 && len(g.ready) > 0
+		want := g.held == 0 && len(g.ready) > 0
 		switch {
-		case g.inflight != leased[name]:
-			t.Fatalf("queue %s: group %q has %d in flight, %d leased", q.name, name, g.inflight, leased[name])
+		case g.held != leased[name]:
+			t.Fatalf("queue %s: group %q has %d in flight, %d leased", q.name, name, g.held, leased[name])
 		case want != (g.at >= 0) || g.at >= 0 && q.avail[g.at] != g:
-			t.Fatalf("queue %s: group %q at %d in avail, inflight %d, %d ready", q.name, name, g.at, g.inflight, len(g.ready))
-		case g.inflight == 0 && len(g.ready) == 0:
+			t.Fatalf("queue %s: group %q at %d in avail, held %d, %d ready", q.name, name, g.at, g.held, len(g.ready))
+		case g.held == 0 && len(g.ready) == 0:
 			t.Fatalf("queue %s: empty group %q kept", q.name, name)
 		}
 		delete(leased, name)

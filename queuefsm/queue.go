@@ -242,6 +242,7 @@ func (q *queue) makeReady(m *msg, readyAt, now int64) {
 	if readyAt > now {
 		m.state, m.at = stateDelayed, readyAt
 		q.delayedN++
+		q.leaseStarted(m) // a delayed message holds its group too
 		heap.Push(&q.timers, timer{at: readyAt, id: m.id})
 		return
 	}

@@ -337,6 +337,9 @@ func (d *decoder) msg(g *FSM, version byte) *msg {
 	var attrs []Attribute
 	if version >= snapshotVersion {
 		group, attrs = d.string(), d.attrs()
+		if err := checkExtras(0, group, attrs); err != nil && d.err == nil {
+			d.err = fmt.Errorf("message %d: %w", m.id, err)
+		}
 		m.meta = metaFor(g.metas, ct, group, attrs)
 	}
 	if d.byte() == 1 {
@@ -424,6 +427,7 @@ func (q *queue) restoreMsg(g *FSM, m *msg) {
 		heap.Push(&q.timers, timer{at: m.at, id: m.id})
 	case m.state == stateDelayed:
 		q.delayedN++
+		q.leaseStarted(m)
 		heap.Push(&q.timers, timer{at: m.at, id: m.id})
 	case m.group() != "":
 		q.fileReady(m)
