@@ -68,16 +68,22 @@ func (s *server) sqsError(action string, err error) *Error {
 // writeError writes e in the JSON protocol's shape, with the query
 // protocol's code in x-amzn-query-error for query-compatible clients.
 func writeError(w http.ResponseWriter, e *Error) {
-	fault := "Sender"
-	if e.Server {
-		fault = "Receiver"
-	}
-	status := e.Status
-	if status == 0 {
-		status = http.StatusBadRequest
-	}
+	fault, status := e.faultAndStatus()
 	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
 	w.Header().Set("x-amzn-query-error", e.QueryCode+";"+fault)
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(map[string]string{"__type": "com.amazonaws.sqs#" + e.Code, "message": e.Message})
+}
+
+// faultAndStatus are whose fault e is (Sender or Receiver) and its HTTP
+// status (400 unless set).
+func (e *Error) faultAndStatus() (string, int) {
+	fault := "Sender"
+	if e.Server {
+		fault = "Receiver"
+	}
+	if e.Status == 0 {
+		return fault, http.StatusBadRequest
+	}
+	return fault, e.Status
 }

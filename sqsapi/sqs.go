@@ -111,14 +111,18 @@ var actions = map[string]action{
 }
 
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		writeError(w, errInvalidAction("SQS requests are POSTs"))
-		return
-	}
 	target := r.Header.Get("X-Amz-Target")
 	name, ok := strings.CutPrefix(target, "AmazonSQS.")
-	if !ok || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-amz-json-1.0") {
-		writeError(w, errInvalidAction(fmt.Sprintf("only the AWS JSON 1.0 protocol is served (X-Amz-Target: AmazonSQS.<Action>, Content-Type: application/x-amz-json-1.0); got target %q", target)))
+	isJSON := ok && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-amz-json-1.0")
+	switch {
+	case isJSON && r.Method == http.MethodPost:
+	case !isJSON && (r.Method == http.MethodGet && r.URL.Query().Get("Action") != "" ||
+		r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded")):
+		s.serveQuery(w, r)
+		return
+	default:
+		writeError(w, errInvalidAction(fmt.Sprintf("neither protocol: AWS JSON 1.0 is a POST with X-Amz-Target: AmazonSQS.<Action> and "+
+			"Content-Type: application/x-amz-json-1.0 (got target %q); the query protocol a form-encoded POST or a GET with Action=", target)))
 		return
 	}
 	act, ok := actions[name]
@@ -131,7 +135,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errInvalidParameter(fmt.Sprintf("the request body could not be read (at most %d bytes): %v", maxRequestBody, err)))
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout+MaxWaitSeconds*time.Second)
+	ctx, cancel := s.actionContext(r)
 	defer cancel()
 	out, err := act(s, ctx, body)
 	if err != nil {
@@ -141,6 +145,12 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
 	w.WriteHeader(http.StatusOK)
 	json.NewEncoder(w).Encode(out)
+}
+
+// actionContext bounds an action: its replicated operations and its
+// longest wait.
+func (s *server) actionContext(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), s.opts.RequestTimeout+MaxWaitSeconds*time.Second)
 }
 
 // decode reads an action's JSON input; unknown fields are allowed (newer
