@@ -5,14 +5,22 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go"
 )
 
 // The query protocol (form-encoded requests, XML answers) against three
@@ -136,4 +144,60 @@ func awsCLI29(t *testing.T, eps []string) {
 	run(eps[1], "delete-message-batch", "--queue-url", u, "--entries", `[{"Id":"1","ReceiptHandle":"`+h0+`"}]`)
 	run(eps[2], "purge-queue", "--queue-url", u)
 	run(eps[2], "delete-queue", "--queue-url", u)
+}
+
+// With --auth-token-file, SQS requests are checked: signed (SigV4) with an
+// access key id the token file names, whose token is the secret, and
+// holding the action's role as raftq's routes need it.
+func TestSQSWithTokens(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "tokens")
+	os.WriteFile(file, []byte("tok-a producer,consumer,admin sqs=ADMINKEY\ntok-c consumer sqs=CONSUMERKEY\n"), 0o600)
+	c := prepareCluster(t, 3, nil, "--auth-token-file", file)
+	var eps []string
+	for _, p := range c.procs {
+		addr := freePort(t)
+		p.flags = []string{"--sqs-addr", addr}
+		eps = append(eps, "http://"+addr)
+		u, _ := url.Parse(p.api)
+		harnessTokens.hosts.Store(u.Host, "tok-a")
+	}
+	c.startAll()
+	ctx := context.Background()
+	client := func(ep, id, secret string) *sqs.Client {
+		return sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(ep), RetryMaxAttempts: 1,
+			Credentials: credentials.NewStaticCredentialsProvider(id, secret, ""), HTTPClient: &http.Client{Timeout: time.Minute}})
+	}
+	admin, consumer := client(eps[0], "ADMINKEY", "tok-a"), client(eps[1], "CONSUMERKEY", "tok-c")
+	cq, err := admin.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("guarded")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: cq.QueueUrl, MessageBody: aws.String("m")}); err != nil {
+		t.Fatal(err)
+	}
+	code := func(err error) string {
+		var ae smithy.APIError
+		if errors.As(err, &ae) {
+			return ae.ErrorCode()
+		}
+		return fmt.Sprint(err)
+	}
+	if _, err := consumer.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: cq.QueueUrl, MessageBody: aws.String("x")}); code(err) != "AccessDenied" {
+		t.Fatalf("a send with a consumer's key: %v", err)
+	}
+	if r, err := consumer.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: cq.QueueUrl}); err != nil || len(r.Messages) != 1 {
+		t.Fatalf("a receive with a consumer's key: %v", err)
+	}
+	if _, err := client(eps[2], "ADMINKEY", "wrong").ListQueues(ctx, &sqs.ListQueuesInput{}); code(err) != "SignatureDoesNotMatch" {
+		t.Fatalf("another secret: %v", err)
+	}
+	if _, err := client(eps[2], "NOBODY", "tok-a").ListQueues(ctx, &sqs.ListQueuesInput{}); code(err) != "InvalidClientTokenId" {
+		t.Fatalf("an unknown key: %v", err)
+	}
+	resp, err := http.Post(eps[2]+"/", "application/x-www-form-urlencoded", strings.NewReader("Action=ListQueues"))
+	if err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("an unsigned query request: %v %v", err, resp.Status)
+	}
+	resp.Body.Close()
 }

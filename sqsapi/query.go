@@ -176,23 +176,27 @@ func listValue(field string, items []any) (any, error) {
 	return items, nil
 }
 
-// serveQuery runs a query protocol request.
-func (s *server) serveQuery(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
-	if err := r.ParseForm(); err != nil {
-		writeQueryError(w, errInvalidParameter(fmt.Sprintf("the form could not be read (at most %d bytes): %v", maxRequestBody, err)))
-		return
+// queryForm is a query request's parameters: its URL's, then its body's.
+func queryForm(r *http.Request, body []byte) (url.Values, error) {
+	form := r.URL.Query()
+	if r.Method == http.MethodPost {
+		b, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range b {
+			form[k] = append(form[k], v...)
+		}
 	}
-	name := r.Form.Get("Action")
-	act, ok := actions[name]
-	if !ok {
-		writeQueryError(w, errInvalidAction(fmt.Sprintf("action %q is not served", name)))
-		return
+	return form, nil
+}
+
+// serveQuery runs action act of a query protocol request with its form.
+func (s *server) serveQuery(w http.ResponseWriter, r *http.Request, name string, act action, form url.Values) {
+	if form.Get("QueueUrl") == "" && strings.Count(strings.Trim(r.URL.Path, "/"), "/") == 1 {
+		form.Set("QueueUrl", s.queueURL(r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:])) // posted to the queue's URL
 	}
-	if r.Form.Get("QueueUrl") == "" && strings.Count(strings.Trim(r.URL.Path, "/"), "/") == 1 {
-		r.Form.Set("QueueUrl", s.queueURL(r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:])) // posted to the queue's URL
-	}
-	in, err := queryInput(r.Form)
+	in, err := queryInput(form)
 	if err != nil {
 		writeQueryError(w, s.sqsError(name, err))
 		return

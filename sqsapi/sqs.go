@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -57,6 +58,9 @@ type Options struct {
 	// MaxWaiters bounds the receives waiting at once (WaitTimeSeconds > 0)
 	// on this endpoint; past it a receive is refused (OverLimit).
 	MaxWaiters int
+	// Credentials, when set, check every request's SigV4 signature and
+	// its key's role (see Credentials); nil accepts any signature.
+	Credentials Credentials
 }
 
 type server struct {
@@ -114,25 +118,41 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	target := r.Header.Get("X-Amz-Target")
 	name, ok := strings.CutPrefix(target, "AmazonSQS.")
 	isJSON := ok && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-amz-json-1.0")
-	switch {
-	case isJSON && r.Method == http.MethodPost:
-	case !isJSON && (r.Method == http.MethodGet && r.URL.Query().Get("Action") != "" ||
-		r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded")):
-		s.serveQuery(w, r)
-		return
-	default:
+	isQuery := !isJSON && (r.Method == http.MethodGet && r.URL.Query().Get("Action") != "" ||
+		r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded"))
+	if !isJSON && !isQuery || isJSON && r.Method != http.MethodPost {
 		writeError(w, errInvalidAction(fmt.Sprintf("neither protocol: AWS JSON 1.0 is a POST with X-Amz-Target: AmazonSQS.<Action> and "+
 			"Content-Type: application/x-amz-json-1.0 (got target %q); the query protocol a form-encoded POST or a GET with Action=", target)))
 		return
 	}
-	act, ok := actions[name]
-	if !ok {
-		writeError(w, errInvalidAction(fmt.Sprintf("action %q is not served", name)))
-		return
+	fail := writeError
+	if isQuery {
+		fail = writeQueryError
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
 	if err != nil {
-		writeError(w, errInvalidParameter(fmt.Sprintf("the request body could not be read (at most %d bytes): %v", maxRequestBody, err)))
+		fail(w, errInvalidParameter(fmt.Sprintf("the request body could not be read (at most %d bytes): %v", maxRequestBody, err)))
+		return
+	}
+	var form url.Values
+	if isQuery {
+		if form, err = queryForm(r, body); err != nil {
+			fail(w, errInvalidParameter("the form could not be read: "+err.Error()))
+			return
+		}
+		name = form.Get("Action")
+	}
+	act, ok := actions[name]
+	if !ok {
+		fail(w, errInvalidAction(fmt.Sprintf("action %q is not served", name)))
+		return
+	}
+	if err := s.authorize(r, body, name, time.Now()); err != nil {
+		fail(w, s.sqsError(name, err))
+		return
+	}
+	if isQuery {
+		s.serveQuery(w, r, name, act, form)
 		return
 	}
 	ctx, cancel := s.actionContext(r)

@@ -30,7 +30,6 @@ func TestFlags(t *testing.T) {
 		t.Fatalf("listen-peer default %q", c.listenPeer)
 	}
 	for _, bad := range []string{"--id 3 --cluster http://a:1", "--max-message-bytes 0", "--request-timeout -1s", "extra", "--nope",
-		"--sqs-addr 127.0.0.1:9324 --auth-token-file tokens", // the SQS endpoint would bypass the tokens
 		"--metrics-auth", "--cert-file c.pem", "--trusted-ca-file ca.pem", "--client-cert-auth --cert-file c --key-file k",
 		"--peer-trusted-ca-file ca.pem", "--peer-cert-file c --peer-key-file k --peer-trusted-ca-file ca", // http:// peers with peer TLS
 		"--log-format xml"} {

@@ -86,7 +86,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.sqsAddr, "sqs-addr", "", "serve an Amazon SQS-compatible endpoint (AWS JSON protocol) on HOST:PORT (off when empty)")
 	fs.StringVar(&c.sqsAdvertise, "advertise-sqs", "", "the SQS endpoint's URL in queue URLs (default http://<sqs-addr>, https with --cert-file)")
 	fs.StringVar(&c.sqsAccount, "sqs-account", "000000000000", "the account id in SQS queue URLs and ARNs")
-	fs.StringVar(&c.authTokenFile, "auth-token-file", "", "bearer tokens and their roles, one per line: TOKEN producer,consumer,admin (# comments); reread on SIGHUP. Without it, no token is needed")
+	fs.StringVar(&c.authTokenFile, "auth-token-file", "", "bearer tokens and their roles, one per line: TOKEN producer,consumer,admin [sqs=ACCESS_KEY_ID] (# comments); reread on SIGHUP. Without it, no token is needed")
 	fs.BoolVar(&c.metricsAuth, "metrics-auth", false, "with --auth-token-file, /metrics needs a valid token too")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug (one line per request), info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "json", "json (one object per line) or console (for people)")
@@ -157,9 +157,6 @@ func (c config) validate() error {
 		if _, err := t.ServerConfig(); err != nil {
 			return fmt.Errorf("client TLS: %w", err)
 		}
-	}
-	if c.sqsAddr != "" && c.authTokenFile != "" {
-		return errors.New("--sqs-addr with --auth-token-file: the SQS endpoint does not check tokens yet, so it would bypass them")
 	}
 	if c.metricsAuth && c.authTokenFile == "" {
 		return errors.New("--metrics-auth needs --auth-token-file")
@@ -264,7 +261,8 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 		}
 	}()
 	port.Attach(node)
-	var auth httpapi.Authorizer // nil: no tokens
+	var auth httpapi.Authorizer   // nil: no tokens
+	var sqsKeys sqsapi.Credentials // nil: any signature
 	if c.authTokenFile != "" {
 		tk, err := loadTokens(c.authTokenFile)
 		if err != nil {
@@ -272,7 +270,7 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 		}
 		lg.Info("auth tokens loaded", zap.Int("tokens", tk.count()))
 		go reloadOnHUP(ctx, tk, lg)
-		auth = tk
+		auth, sqsKeys = tk, tk
 	}
 	svc := &service{node: node, fsm: fsm, clock: clk, store: store, started: time.Now()}
 	svc.metrics = newMetrics(svc)
@@ -300,7 +298,7 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 				return err
 			}
 		}
-		sqs = newSQSServer(c, svc, lg)
+		sqs = newSQSServer(c, svc, sqsKeys, lg)
 		go func() { serveErr <- serve(sqs, sqsLn, "sqs") }()
 	}
 
@@ -478,10 +476,11 @@ func newAPIServer(c config, svc *service, auth httpapi.Authorizer, lg *zap.Logge
 }
 
 // newSQSServer serves the SQS endpoint; a receive may wait 20 s.
-func newSQSServer(c config, svc *service, lg *zap.Logger) *http.Server {
+func newSQSServer(c config, svc *service, keys sqsapi.Credentials, lg *zap.Logger) *http.Server {
 	return &http.Server{
 		Handler: sqsapi.NewHandler(svc, lg.Named("sqs"), sqsapi.Options{BaseURL: c.sqsAdvertise, Account: c.sqsAccount,
-			RequestTimeout: c.requestTimeout, MaxMessageBytes: int(min(c.maxMessage, sqsapi.MaxMessageSize)), MaxWaiters: c.maxWaiters}),
+			RequestTimeout: c.requestTimeout, MaxMessageBytes: int(min(c.maxMessage, sqsapi.MaxMessageSize)), MaxWaiters: c.maxWaiters,
+			Credentials: keys}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      sqsapi.MaxWaitSeconds*time.Second + 2*c.requestTimeout + 30*time.Second,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -19,10 +20,13 @@ import (
 )
 
 // tokens are the bearer tokens of --auth-token-file: one per line, the
-// token, a space, its roles separated by commas; "#" starts a comment.
-// Only their SHA-256 digests are kept; a token is compared against every
-// digest in constant time, and never logged. Reload replaces them all at
-// once (SIGHUP).
+// token, a space, its roles separated by commas, and optionally a space
+// and sqs=ACCESS_KEY_ID, the access key id SQS clients sign with (the
+// token is their secret access key); "#" starts a comment. Only the
+// SHA-256 digests of tokens are kept, except the tokens with an access
+// key id, which SigV4 needs as HMAC keys; a token is compared against
+// every digest in constant time, and never logged. Reload replaces them
+// all at once (SIGHUP).
 type tokens struct {
 	path string
 	set  atomic.Pointer[[]tokenEntry]
@@ -31,6 +35,8 @@ type tokens struct {
 type tokenEntry struct {
 	digest [sha256.Size]byte
 	roles  []httpapi.Role
+	// accessKey and secret are set for a token SQS clients sign with.
+	accessKey, secret string
 }
 
 func loadTokens(path string) (*tokens, error) {
@@ -67,10 +73,20 @@ func readTokens(path string) ([]tokenEntry, error) {
 		if len(fields) == 0 {
 			continue
 		}
-		if len(fields) != 2 {
-			return nil, fmt.Errorf("auth token file %s, line %d: want a token, a space and its roles (producer,consumer,admin)", path, n)
+		if len(fields) != 2 && len(fields) != 3 {
+			return nil, fmt.Errorf("auth token file %s, line %d: want a token, a space and its roles (producer,consumer,admin), and optionally sqs=ACCESS_KEY_ID", path, n)
 		}
 		e := tokenEntry{digest: sha256.Sum256([]byte(fields[0]))}
+		if len(fields) == 3 {
+			id, ok := strings.CutPrefix(fields[2], "sqs=")
+			if !ok || !accessKeyID.MatchString(id) {
+				return nil, fmt.Errorf("auth token file %s, line %d: the third field is sqs=ACCESS_KEY_ID, 1 to 128 letters and digits", path, n)
+			}
+			if slices.ContainsFunc(out, func(o tokenEntry) bool { return o.accessKey == id }) {
+				return nil, fmt.Errorf("auth token file %s, line %d: access key id %s listed twice", path, n, id)
+			}
+			e.accessKey, e.secret = id, fields[0]
+		}
 		for _, r := range strings.Split(fields[1], ",") {
 			role := httpapi.Role(r)
 			if role != httpapi.RoleProducer && role != httpapi.RoleConsumer && role != httpapi.RoleAdmin {
@@ -109,6 +125,19 @@ func (t *tokens) Authorize(token string, role httpapi.Role) error {
 		return fmt.Errorf("%w: the token does not hold the %s role", httpapi.ErrForbidden, role)
 	}
 	return nil
+}
+
+var accessKeyID = regexp.MustCompile(`^[A-Za-z0-9]{1,128}$`)
+
+// Secret implements sqsapi.Credentials: the token an access key id names,
+// and its roles.
+func (t *tokens) Secret(accessKeyID string) (string, []httpapi.Role, bool) {
+	for _, e := range *t.set.Load() {
+		if e.accessKey != "" && e.accessKey == accessKeyID {
+			return e.secret, e.roles, true
+		}
+	}
+	return "", nil, false
 }
 
 // reloadOnHUP rereads the token file at each SIGHUP until ctx ends; a

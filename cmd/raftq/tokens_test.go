@@ -62,3 +62,26 @@ func TestTokens(t *testing.T) {
 		t.Fatalf("reload: %v", err)
 	}
 }
+
+// A token may name the access key id SQS clients sign with; the token is
+// then the key's secret. Ids are unique and of letters and digits.
+func TestTokenAccessKeys(t *testing.T) {
+	tk, err := loadTokens(writeTokens(t, "tok-p producer sqs=PRODUCERKEY\ntok-c consumer\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, roles, ok := tk.Secret("PRODUCERKEY"); !ok || s != "tok-p" || len(roles) != 1 || roles[0] != httpapi.RoleProducer {
+		t.Fatalf("PRODUCERKEY: %q %v %v", s, roles, ok)
+	}
+	if _, _, ok := tk.Secret(""); ok {
+		t.Fatal("the empty key id names a token without one")
+	}
+	if err := tk.Authorize("tok-p", httpapi.RoleProducer); err != nil {
+		t.Fatalf("the token as a bearer token: %v", err)
+	}
+	for _, bad := range []string{"a producer sqs=K\nb consumer sqs=K\n", "a producer sqs=\n", "a producer key=K\n", "a producer sqs=K-1\n", "a producer sqs=K x\n"} {
+		if _, err := loadTokens(writeTokens(t, bad)); err == nil {
+			t.Errorf("%q loaded", bad)
+		}
+	}
+}
