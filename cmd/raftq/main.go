@@ -261,7 +261,7 @@ func run(ctx context.Context, c config, lg *zap.Logger) (failure error) {
 		}
 	}()
 	port.Attach(node)
-	var auth httpapi.Authorizer   // nil: no tokens
+	var auth httpapi.Authorizer    // nil: no tokens
 	var sqsKeys sqsapi.Credentials // nil: any signature
 	if c.authTokenFile != "" {
 		tk, err := loadTokens(c.authTokenFile)
