@@ -134,10 +134,10 @@ func awsCLI29(t *testing.T, eps []string) {
 	run(eps[1], "send-message-batch", "--queue-url", u, "--entries", `[{"Id":"1","MessageBody":"two","MessageGroupId":"g"},{"Id":"2","MessageBody":"x","MessageGroupId":"h"}]`)
 	got := run(eps[2], "receive-message", "--queue-url", u, "--max-number-of-messages", "10", "--attribute-names", "All", "--message-attribute-names", "All")
 	ms := got["Messages"].([]any)
-	if len(ms) != 2 || ms[0].(map[string]any)["Body"] != "one" || ms[1].(map[string]any)["Body"] != "x" {
-		t.Fatalf("receive (one per group): %v", got)
+	if len(ms) != 3 || ms[0].(map[string]any)["Body"] != "one" || ms[1].(map[string]any)["Body"] != "two" || ms[2].(map[string]any)["Body"] != "x" {
+		t.Fatalf("receive (a group's messages in a row): %v", got)
 	}
-	h0, h1 := ms[0].(map[string]any)["ReceiptHandle"].(string), ms[1].(map[string]any)["ReceiptHandle"].(string)
+	h0, h1 := ms[0].(map[string]any)["ReceiptHandle"].(string), ms[2].(map[string]any)["ReceiptHandle"].(string)
 	run(eps[0], "change-message-visibility", "--queue-url", u, "--receipt-handle", h1, "--visibility-timeout", "0")
 	run(eps[0], "change-message-visibility-batch", "--queue-url", u, "--entries", `[{"Id":"1","ReceiptHandle":"`+h0+`","VisibilityTimeout":60}]`)
 	run(eps[1], "delete-message", "--queue-url", u, "--receipt-handle", h0)

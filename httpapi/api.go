@@ -243,6 +243,10 @@ type Queue interface {
 	// Lease leases the head ready message for ttl; found is false when
 	// none is ready.
 	Lease(ctx context.Context, queue string, ttl time.Duration) (l Lease, found bool, pos LogPosition, err error)
+	// LeaseMany leases up to max ready messages for ttl in one entry, in
+	// the order leases would take them but for a message group it takes
+	// from, whose next messages follow (none when nothing is ready).
+	LeaseMany(ctx context.Context, queue string, ttl time.Duration, max int) ([]Lease, LogPosition, error)
 	// Ack removes a leased message for good.
 	Ack(ctx context.Context, queue string, id uint64, token string) (LogPosition, error)
 	// Release makes a leased message ready again, after delay.

@@ -153,15 +153,53 @@ func (a *api) popMany(w http.ResponseWriter, r *http.Request, queue, maxParam st
 	}
 	out := make([]BatchMessage, len(ms))
 	for i, m := range ms {
-		out[i] = BatchMessage{ID: m.ID, ContentType: m.ContentType, Group: m.Group}
-		out[i].Body, out[i].BodyB64 = textOrBase64(m.Body)
-		if len(m.Attributes) > 0 {
-			out[i].Attributes = encodeAttributes(m.Attributes)
-		}
+		out[i] = batchJSON(m)
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Messages []BatchMessage `json:"messages"`
 	}{out})
+}
+
+// leaseMany answers POST /queues/{q}/leases?max=N: up to N leases in one
+// entry, as JSON, each message with its token and expiry.
+func (a *api) leaseMany(w http.ResponseWriter, r *http.Request, queue string, ttl time.Duration, maxParam string) {
+	n, err := strconv.Atoi(maxParam)
+	if err != nil || n < 1 || n > MaxBatchMessages {
+		a.fail(w, fmt.Errorf("%w: max=%q must be 1 to %d", ErrInvalid, maxParam, MaxBatchMessages))
+		return
+	}
+	var ls []Lease
+	if !a.takeWithWait(w, r, queue, n, func(ctx context.Context) (bool, LogPosition, error) {
+		var pos LogPosition
+		var err error
+		ls, pos, err = a.q.LeaseMany(ctx, queue, ttl, n)
+		return len(ls) > 0, pos, err
+	}) {
+		return
+	}
+	type leaseJSON struct {
+		BatchMessage
+		Token      string    `json:"lease_token"`
+		Expires    time.Time `json:"lease_expires"`
+		Deliveries uint64    `json:"delivery_count"`
+	}
+	out := make([]leaseJSON, len(ls))
+	for i, l := range ls {
+		out[i] = leaseJSON{BatchMessage: batchJSON(l.Message), Token: l.Token, Expires: l.Expires.UTC(), Deliveries: l.Message.Deliveries}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Leases []leaseJSON `json:"leases"`
+	}{out})
+}
+
+// batchJSON is a taken message as a batch shows it.
+func batchJSON(m Message) BatchMessage {
+	out := BatchMessage{ID: m.ID, ContentType: m.ContentType, Group: m.Group}
+	out.Body, out.BodyB64 = textOrBase64(m.Body)
+	if len(m.Attributes) > 0 {
+		out.Attributes = encodeAttributes(m.Attributes)
+	}
+	return out
 }
 
 // textOrBase64 is how a body shows in JSON: as text when it is valid

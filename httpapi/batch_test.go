@@ -101,3 +101,29 @@ func TestGroupsAndAttributes(t *testing.T) {
 		t.Fatalf("read back %+v %v", a, err)
 	}
 }
+
+// POST /queues/{q}/leases?max=N answers up to N leases as JSON, each with
+// its token, expiry and delivery count; 204 when none; max is checked.
+func TestLeaseManyRoute(t *testing.T) {
+	n := 0
+	q := &fakeQueue{lease: func(context.Context, string, time.Duration) (Lease, bool, LogPosition, error) {
+		if n++; n > 2 {
+			return Lease{}, false, LogPosition{}, nil
+		}
+		return Lease{Message: Message{ID: uint64(n), Body: "b", Group: "g", Deliveries: 1}, Token: "t", Expires: time.Unix(1700000000, 0)}, true, LogPosition{}, nil
+	}}
+	rec := serve(t, q, nil, httptest.NewRequest(http.MethodPost, "/queues/q/leases?max=5", nil))
+	want := `{"leases":[{"id":1,"body":"b","group":"g","lease_token":"t","lease_expires":"2023-11-14T22:13:20Z","delivery_count":1},` +
+		`{"id":2,"body":"b","group":"g","lease_token":"t","lease_expires":"2023-11-14T22:13:20Z","delivery_count":1}]}`
+	if rec.Code != http.StatusOK || strings.TrimSpace(rec.Body.String()) != want {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	if rec := serve(t, q, nil, httptest.NewRequest(http.MethodPost, "/queues/q/leases?max=5", nil)); rec.Code != http.StatusNoContent {
+		t.Fatalf("none ready: %d", rec.Code)
+	}
+	for _, bad := range []string{"0", "1001", "x"} {
+		if rec := serve(t, q, nil, httptest.NewRequest(http.MethodPost, "/queues/q/leases?max="+bad, nil)); rec.Code != http.StatusBadRequest {
+			t.Errorf("max=%s: %d", bad, rec.Code)
+		}
+	}
+}

@@ -73,6 +73,10 @@ func (a *api) lease(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
+	if max := r.URL.Query().Get("max"); max != "" {
+		a.leaseMany(w, r, queue, ttl, max)
+		return
+	}
 	var l Lease
 	if a.takeWithWait(w, r, queue, 1, func(ctx context.Context) (found bool, pos LogPosition, err error) {
 		l, found, pos, err = a.q.Lease(ctx, queue, ttl)

@@ -131,7 +131,18 @@ func (f *fakeQueue) AwaitReady(ctx context.Context, _ string, _ int) (Turn, erro
 	}
 }
 func (f *fakeQueue) HasReady(context.Context, string) (bool, error) { return f.ready, nil }
-func (f *fakeQueue) Defaults(string) QueueConfig                    { return f.defaults }
+func (f *fakeQueue) LeaseMany(ctx context.Context, q string, ttl time.Duration, max int) ([]Lease, LogPosition, error) {
+	var out []Lease
+	for len(out) < max {
+		l, found, _, err := f.lease(ctx, q, ttl)
+		if err != nil || !found {
+			return out, LogPosition{}, err
+		}
+		out = append(out, l)
+	}
+	return out, LogPosition{}, nil
+}
+func (f *fakeQueue) Defaults(string) QueueConfig { return f.defaults }
 
 type doneFunc func()
 

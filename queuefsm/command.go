@@ -52,11 +52,13 @@ const (
 	OpPurge       Op = 12 // drop a queue's ready and delayed messages
 	OpSetLimits   Op = 13 // set the cluster's MaxQueues and MaxBytes
 	OpAlarm       Op = 14 // raise or clear Node's disk space alarm
+	// From version 5 on:
+	OpLeaseMany Op = 15 // lease up to Max messages for TTL
 )
 
 var opNames = [...]string{OpEnqueue: "enqueue", OpDequeue: "dequeue", OpLease: "lease", OpAck: "ack",
 	OpRelease: "release", OpExtend: "extend", OpConfigure: "configure", OpTick: "tick", OpBatch: "batch",
-	OpPopMany: "pop many", OpDeleteQueue: "delete queue", OpPurge: "purge", OpSetLimits: "set limits", OpAlarm: "alarm"}
+	OpPopMany: "pop many", OpDeleteQueue: "delete queue", OpPurge: "purge", OpSetLimits: "set limits", OpAlarm: "alarm", OpLeaseMany: "lease many"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && opNames[o] != "" {
@@ -69,7 +71,7 @@ func (o Op) String() string {
 // commandVersion).
 func (o Op) version() byte {
 	switch o {
-	case OpEnqueue, OpBatch, OpConfigure:
+	case OpEnqueue, OpBatch, OpConfigure, OpLeaseMany:
 		return commandVersion
 	case OpDeleteQueue, OpPurge, OpSetLimits, OpAlarm:
 		return commandV4
@@ -154,7 +156,7 @@ type Command struct {
 	DeadLetterQueue string      // configure
 	Body            []byte      // enqueue
 	Items           []BatchItem // batch
-	Max             uint64      // pop many
+	Max             uint64      // pop many, lease many
 	MaxMessages     int64       // configure: the queue's limit, 0 for none
 	MaxBytes        int64       // configure: the queue's limit; set limits: the cluster's; 0 for none
 	MaxQueues       int64       // set limits: 0 for none
@@ -196,6 +198,9 @@ func (c Command) encodeIn(v byte) []byte {
 		b = append(b, c.Body...)
 	case OpLease:
 		b = binary.AppendVarint(b, c.TTL)
+	case OpLeaseMany:
+		b = binary.AppendVarint(b, c.TTL)
+		b = binary.AppendUvarint(b, c.Max)
 	case OpAck:
 		b = binary.AppendUvarint(b, c.ID)
 		b = appendString(b, c.Token)
@@ -270,7 +275,7 @@ func DecodeCommand(cmd []byte) (Command, error) {
 	v := cmd[0]
 	r := &reader{b: cmd[2:]}
 	c := Command{Op: Op(cmd[1])}
-	if c.Op > OpPopMany && v < commandV4 {
+	if c.Op > OpPopMany && v < commandV4 || c.Op > OpAlarm && v < commandVersion {
 		return Command{}, fmt.Errorf("%w: op %d in version %d", ErrBadCommand, c.Op, cmd[0])
 	}
 	c.Time, c.Proposer, c.Epoch = r.header(cmd[0])
@@ -288,6 +293,8 @@ func DecodeCommand(cmd []byte) (Command, error) {
 	case OpDequeue, OpTick, OpDeleteQueue, OpPurge:
 	case OpLease:
 		c.TTL = r.varint()
+	case OpLeaseMany:
+		c.TTL, c.Max = r.varint(), r.uvarint()
 	case OpAck:
 		c.ID, c.Token = r.uvarint(), r.string()
 	case OpRelease:

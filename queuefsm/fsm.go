@@ -148,6 +148,13 @@ type PopManyResult struct {
 	Now      int64 // the state machine's clock when applied
 }
 
+// LeaseManyResult is Apply's result for a lease many: the leases, in the
+// order they were taken.
+type LeaseManyResult struct {
+	Leases []DequeueResult
+	Now    int64
+}
+
 // LeaseResult is Apply's result for an extend: the new expiry, in cluster
 // time, Expires − Now ms from when it was applied.
 type LeaseResult struct {

@@ -228,3 +228,23 @@ func (q *queue) readyIDs(max int) []uint64 {
 	}
 	return out[:min(len(out), max)]
 }
+
+// nextInGroup takes the next ready message of g, which the caller's lease
+// holds, dead-lettering as nextReady does; nil when g has none ready.
+func (q *queue) nextInGroup(f *FSM, g *group) *msg {
+	for len(g.ready) > 0 {
+		m := q.msgs.get(heap.Pop(&g.ready).(uint64))
+		if m == nil || m.state != stateReady {
+			continue
+		}
+		q.groupedReady--
+		q.refresh(g)
+		if q.maxDeliveries > 0 && uint64(m.deliveries) >= q.maxDeliveries {
+			q.deadLetter(f, m)
+			continue
+		}
+		return m
+	}
+	q.refresh(g)
+	return nil
+}

@@ -295,3 +295,38 @@ func TestBatchOfReplaysPassesAlarms(t *testing.T) {
 		t.Fatalf("replay under an alarm: %+v", res)
 	}
 }
+
+// A lease many takes what single leases would, except that it goes on
+// through a group it has taken from: consecutive messages of a group in
+// one command, other groups after, none of a group held before it.
+func TestLeaseMany(t *testing.T) {
+	c := newClock(t)
+	for _, m := range [][2]string{{"g", "a1"}, {"h", "b1"}, {"g", "a2"}, {"", "u"}, {"g", "a3"}, {"h", "b2"}, {"k", "c1"}} {
+		c.must(putIn("q", m[0], m[1]))
+	}
+	c.must(putIn("q", "k", "c2"))
+	_, held := c.leaseBody(1000, "q", 5000) // a1: holds g
+	r := c.must(Command{Op: OpLeaseMany, Queue: "q", TTL: 5000, Max: 4}).(LeaseManyResult)
+	var got []string
+	tokens := map[string]bool{held.Token: true}
+	for _, l := range r.Leases {
+		got = append(got, l.Message.Body)
+		if tokens[l.Token] || l.Expires != 6000 {
+			t.Fatalf("lease %+v: tokens must differ, expiry 6000", l)
+		}
+		tokens[l.Token] = true
+	}
+	if !reflect.DeepEqual(got, []string{"b1", "b2", "u", "c1"}) {
+		t.Fatalf("lease many took %v, want b1 b2 (h, in a row) u c1", got)
+	}
+	checkCounts(t, c.f)
+	if r := c.must(Command{Op: OpLeaseMany, Queue: "q", TTL: 5000, Max: 10}).(LeaseManyResult); len(r.Leases) != 0 {
+		t.Fatalf("every group is held, yet %d leased", len(r.Leases))
+	}
+	if r := c.at(1000, Command{Op: OpLeaseMany, Queue: "q", TTL: 5000}); !errIs(r, ErrInvalidArg) {
+		t.Fatalf("max 0: %v", r)
+	}
+	if r := c.f.Apply(999<<SeqPosBits, Command{Op: OpLeaseMany, Time: 1000, Queue: "q", Max: 1}.encodeIn(commandV4)); !errIs(r, ErrBadCommand) {
+		t.Fatalf("lease many in version 4: %v", r)
+	}
+}

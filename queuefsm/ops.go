@@ -33,6 +33,7 @@ var ops = [...]opSpec{
 	OpPurge:       {apply: (*FSM).purge},
 	OpSetLimits:   {cluster: true, apply: (*FSM).setLimits},
 	OpAlarm:       {cluster: true, apply: (*FSM).alarm},
+	OpLeaseMany:   {apply: (*FSM).leaseMany},
 }
 
 // enqueue appends one message. A remembered key answers the original id
@@ -248,6 +249,43 @@ func (f *FSM) lease(c call) any {
 	if m == nil {
 		return DequeueResult{Now: f.now}
 	}
+	return q.leaseFor(f, m, c)
+}
+
+// leaseMany leases up to Max messages for TTL, in the order single leases
+// would take them, except that a message of a group is followed by the
+// next ones of its group (SQS FIFO's receive: the lease holds the group,
+// and this command holds it for them all). An unknown queue answers none
+// before Max is checked, as a pop many.
+func (f *FSM) leaseMany(c call) any {
+	if c.q == nil {
+		return LeaseManyResult{Now: f.now}
+	}
+	if c.Max == 0 || c.Max > MaxBatch {
+		return fmt.Errorf("%w: max must be 1 to %d", ErrInvalidArg, MaxBatch)
+	}
+	q := c.q
+	var out []DequeueResult
+	for uint64(len(out)) < c.Max {
+		m := q.nextReady(f)
+		if m == nil {
+			break
+		}
+		out = append(out, q.leaseFor(f, m, c))
+		if g := q.groups[m.group()]; g != nil {
+			for uint64(len(out)) < c.Max {
+				if m = q.nextInGroup(f, g); m == nil {
+					break
+				}
+				out = append(out, q.leaseFor(f, m, c))
+			}
+		}
+	}
+	return LeaseManyResult{Leases: out, Now: f.now}
+}
+
+// leaseFor leases m, taken off its line, for the command's TTL.
+func (q *queue) leaseFor(f *FSM, m *msg, c call) DequeueResult {
 	m = q.own(f, m)
 	if m.deliveries < math.MaxUint32 {
 		m.deliveries++

@@ -110,8 +110,10 @@ func (w *workload) next() Command {
 		return Command{Op: OpDequeue, Queue: q}
 	case k < 44:
 		return Command{Op: OpPopMany, Queue: q, Max: uint64(1 + r.IntN(4))}
-	case k < 58:
+	case k < 54:
 		return Command{Op: OpLease, Queue: q, TTL: 200 + r.Int64N(800)}
+	case k < 58:
+		return Command{Op: OpLeaseMany, Queue: q, TTL: 200 + r.Int64N(800), Max: uint64(1 + r.IntN(4))}
 	case k < 74 && len(w.leases) > 0:
 		l := w.leases[r.IntN(len(w.leases))]
 		op := []Op{OpAck, OpAck, OpRelease, OpExtend}[r.IntN(4)]
@@ -167,7 +169,17 @@ func (w *workload) apply(t *testing.T, n int, fsms ...*clockFSM) [][]any {
 			out[j] = append(out[j], r)
 			checkCounts(t, c.f)
 			checkPeek(t, c.f)
-			if l, ok := r.(DequeueResult); ok && l.Found && j == 0 && cmd.Op == OpLease {
+			var taken []DequeueResult
+			if l, ok := r.(DequeueResult); ok && l.Found && cmd.Op == OpLease {
+				taken = append(taken, l)
+			}
+			if ls, ok := r.(LeaseManyResult); ok {
+				taken = append(taken, ls.Leases...)
+			}
+			for _, l := range taken {
+				if j != 0 {
+					break
+				}
 				l.Message.ContentType = cmd.Queue
 				w.leases = append(w.leases, l)
 				if len(w.leases) > 30 {

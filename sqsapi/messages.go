@@ -429,20 +429,13 @@ func (s *server) leaseUpTo(ctx context.Context, q string, max int, ttl, wait tim
 	return out, err
 }
 
-// leaseBatch leases up to max messages, one after another, until none is
-// ready; what it leased before an error is returned with it.
+// leaseBatch leases up to max messages in one entry (in a FIFO queue,
+// consecutive messages of a group, as SQS returns them).
 func (s *server) leaseBatch(ctx context.Context, q string, max int, ttl time.Duration) ([]httpapi.Lease, error) {
-	var out []httpapi.Lease
-	for len(out) < max {
-		lctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-		l, found, _, err := s.q.Lease(lctx, q, ttl)
-		cancel()
-		if err != nil || !found {
-			return out, err
-		}
-		out = append(out, l)
-	}
-	return out, nil
+	lctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	out, _, err := s.q.LeaseMany(lctx, q, ttl, max)
+	return out, err
 }
 
 type handleIn struct {

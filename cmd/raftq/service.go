@@ -184,6 +184,22 @@ func (s *service) Lease(ctx context.Context, queue string, ttl time.Duration) (h
 	return httpapi.Lease{Message: apiMessage(r.Message, r.Now), Token: r.Token, Expires: localTime(r.Expires, r.Now)}, r.Found, position(a), err
 }
 
+func (s *service) LeaseMany(ctx context.Context, queue string, ttl time.Duration, max int) ([]httpapi.Lease, httpapi.LogPosition, error) {
+	a, err := s.propose(ctx, queuefsm.Command{Op: queuefsm.OpLeaseMany, Queue: queue, TTL: ttl.Milliseconds(), Max: uint64(max)})
+	if err != nil {
+		return nil, httpapi.LogPosition{}, err
+	}
+	r, err := result[queuefsm.LeaseManyResult](a)
+	out := make([]httpapi.Lease, len(r.Leases))
+	for i, l := range r.Leases {
+		if l.Message.Deliveries > 1 && s.metrics != nil {
+			s.metrics.redelivered.Inc()
+		}
+		out[i] = httpapi.Lease{Message: apiMessage(l.Message, r.Now), Token: l.Token, Expires: localTime(l.Expires, r.Now)}
+	}
+	return out, position(a), err
+}
+
 func (s *service) Ack(ctx context.Context, queue string, id uint64, token string) (httpapi.LogPosition, error) {
 	return s.done(ctx, queuefsm.Command{Op: queuefsm.OpAck, Queue: queue, ID: id, Token: token})
 }
