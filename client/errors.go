@@ -10,18 +10,18 @@ import (
 // Errors an *Error wraps, by what raftq answered; branch on them with
 // errors.Is.
 var (
-	ErrInvalid      = errors.New("raftq: invalid request")               // 400
-	ErrUnauthorized = errors.New("raftq: unauthorized")                  // 401: no token, or an unknown one
-	ErrForbidden    = errors.New("raftq: forbidden")                     // 403: the token lacks the role
-	ErrNotFound     = errors.New("raftq: not found")                     // 404: no such queue, message or member
-	ErrConflict     = errors.New("raftq: conflict")                      // 409
-	ErrTooLarge     = errors.New("raftq: message too large")             // 413
-	ErrKeyReused    = errors.New("raftq: idempotency key reused")        // 422: the key came with another message
-	ErrQueueFull    = errors.New("raftq: queue full")                    // 429 naming a queue limit
-	ErrOverloaded   = errors.New("raftq: overloaded")                    // 429 of backpressure or too many waiters
-	ErrUnavailable  = errors.New("raftq: unavailable")                   // 503: no quorum, no leader, a deadline
-	ErrStorageFull  = errors.New("raftq: insufficient storage")          // 507: a cluster limit or a disk alarm
-	ErrServer       = errors.New("raftq: server error")                  // any other status
+	ErrInvalid      = errors.New("raftq: invalid request")        // 400
+	ErrUnauthorized = errors.New("raftq: unauthorized")           // 401: no token, or an unknown one
+	ErrForbidden    = errors.New("raftq: forbidden")              // 403: the token lacks the role
+	ErrNotFound     = errors.New("raftq: not found")              // 404: no such queue, message or member
+	ErrConflict     = errors.New("raftq: conflict")               // 409
+	ErrTooLarge     = errors.New("raftq: message too large")      // 413
+	ErrKeyReused    = errors.New("raftq: idempotency key reused") // 422: the key came with another message
+	ErrQueueFull    = errors.New("raftq: queue full")             // 429 naming a queue limit
+	ErrOverloaded   = errors.New("raftq: overloaded")             // 429 of backpressure or too many waiters
+	ErrUnavailable  = errors.New("raftq: unavailable")            // 503: no quorum, no leader, a deadline
+	ErrStorageFull  = errors.New("raftq: insufficient storage")   // 507: a cluster limit or a disk alarm
+	ErrServer       = errors.New("raftq: server error")           // any other status
 	// ErrLeaseLost: the lease token no longer holds the message (409 on
 	// an ack, release or extend): its lease expired, and it may have been
 	// leased again since.
