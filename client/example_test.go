@@ -96,4 +96,3 @@ func ExampleWithGroup() {
 	// add apple | checkout | true
 	// add pear
 }
-
