@@ -280,7 +280,11 @@ func sleep(ctx context.Context, d time.Duration) error {
 // once sends cl to one endpoint.
 func (c *Client) once(ctx context.Context, ep *url.URL, cl call) (*response, error) {
 	u := *ep
-	u.Path += cl.path
+	unescaped, err := url.PathUnescape(cl.path) // cl.path has its segments escaped
+	if err != nil {
+		return nil, fmt.Errorf("client: path %q: %w", cl.path, err)
+	}
+	u.Path, u.RawPath = ep.Path+unescaped, ep.EscapedPath()+cl.path
 	u.RawQuery = cl.query.Encode()
 	var body io.Reader
 	if cl.body != nil {
