@@ -99,8 +99,11 @@ type Peeked struct {
 	ID          uint64
 	Body        []byte
 	ContentType string
+	Group       string
+	Attributes  map[string]Attribute
 	Deliveries  uint64
 	EnqueuedAt  time.Time
+	Origin      *Origin // set on dead letters
 }
 
 // Peek returns up to max (1 to 1,000) ready messages, oldest first,
@@ -111,6 +114,11 @@ func (c *Client) Peek(ctx context.Context, queue string, max int) ([]Peeked, err
 			batchMessage
 			Deliveries uint64    `json:"deliveries"`
 			EnqueuedAt time.Time `json:"enqueued_at"`
+			Origin     *struct {
+				Queue      string `json:"queue"`
+				ID         uint64 `json:"id"`
+				Deliveries uint64 `json:"deliveries"`
+			} `json:"origin"`
 		} `json:"messages"`
 	}
 	if err := c.getJSON(ctx, queuePath(queue, "/messages"), url.Values{"max": {strconv.Itoa(max)}}, &out); err != nil {
@@ -122,7 +130,11 @@ func (c *Client) Peek(ctx context.Context, queue string, max int) ([]Peeked, err
 		if err != nil {
 			return nil, err
 		}
-		ps[i] = Peeked{ID: m.ID, Body: m.Body, ContentType: m.ContentType, Deliveries: p.Deliveries, EnqueuedAt: p.EnqueuedAt}
+		ps[i] = Peeked{ID: m.ID, Body: m.Body, ContentType: m.ContentType, Group: m.Group, Attributes: m.Attributes,
+			Deliveries: p.Deliveries, EnqueuedAt: p.EnqueuedAt}
+		if o := p.Origin; o != nil {
+			ps[i].Origin = &Origin{Queue: o.Queue, ID: o.ID, Deliveries: o.Deliveries}
+		}
 	}
 	return ps, nil
 }

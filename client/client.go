@@ -41,6 +41,10 @@ import (
 type Client struct {
 	endpoints []*url.URL
 	hc        *http.Client
+	// hcOnce sends the calls that must not be sent twice (class
+	// notApplied) on fresh connections: Go's transport silently resends a
+	// GET whose reused connection broke, which would pop twice.
+	hcOnce    *http.Client
 	tlsConfig *tls.Config
 	token     string
 	retry     RetryPolicy
@@ -99,7 +103,11 @@ func WithTLS(caFile, certFile, keyFile string) Option {
 }
 
 // WithHTTPClient uses hc for every request (its Timeout should exceed the
-// longest wait asked for; per-call contexts are the better bound).
+// longest wait asked for; per-call contexts are the better bound). With
+// an *http.Transport, the calls that must not be sent twice (pops, purges,
+// membership changes) use a copy of it without keep-alives; with another
+// RoundTripper, which may resend a request on a broken connection, a pop
+// could be applied twice.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *Client) error { c.hc = hc; return nil }
 }
@@ -130,7 +138,7 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	}
 	c := &Client{retry: DefaultRetry}
 	for _, e := range endpoints {
-		u, err := url.Parse(strings.TrimRight(e, "/"))
+		u, err := url.Parse(strings.TrimRight(strings.TrimSpace(e), "/"))
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("client: endpoint %q is not an http(s)://host:port URL", e)
 		}
@@ -147,6 +155,12 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 		tr.MaxIdleConnsPerHost = 64
 		c.hc = &http.Client{Transport: tr}
 	}
+	c.hcOnce = c.hc
+	if tr, ok := c.hc.Transport.(*http.Transport); ok {
+		once := tr.Clone()
+		once.DisableKeepAlives = true
+		c.hcOnce = &http.Client{Transport: once, Timeout: c.hc.Timeout}
+	}
 	return c, nil
 }
 
@@ -160,7 +174,7 @@ func (c *Client) Endpoints() []string {
 }
 
 // Close closes idle connections.
-func (c *Client) Close() { c.hc.CloseIdleConnections() }
+func (c *Client) Close() { c.hc.CloseIdleConnections(); c.hcOnce.CloseIdleConnections() }
 
 // retryClass says when a call may be sent again after a failure.
 type retryClass int
@@ -190,6 +204,8 @@ type response struct {
 	status int
 	header http.Header
 	body   []byte
+	// afterUnknown: an earlier attempt failed with an unknown outcome.
+	afterUnknown bool
 }
 
 // do runs cl with retries, returning the answer of a 2xx, or an error
@@ -197,6 +213,7 @@ type response struct {
 func (c *Client) do(ctx context.Context, cl call) (*response, error) {
 	var last error
 	unknown := false // an earlier attempt may have been applied
+	tries := 0       // attempts counted against the policy: not a limit's refusal under WithWaitWhenFull
 	for attempt := 0; ; attempt++ {
 		ep := int(c.current.Load()) % len(c.endpoints)
 		if cl.endpoint >= 0 {
@@ -205,13 +222,17 @@ func (c *Client) do(ctx context.Context, cl call) (*response, error) {
 		resp, err := c.once(ctx, c.endpoints[ep], cl)
 		if err == nil {
 			c.current.Store(uint32(ep))
+			resp.afterUnknown = unknown
 			return resp, nil
 		}
 		err = withUnknown(err, unknown)
 		retry, moveOn, applied := c.retryable(cl, err)
 		unknown = unknown || applied
 		last = err
-		if !retry || cl.once || attempt+1 >= c.retry.Attempts || ctx.Err() != nil {
+		if !c.waitFull || !isLimit(err) {
+			tries++
+		}
+		if !retry || cl.once || tries >= c.retry.Attempts || ctx.Err() != nil {
 			return nil, last
 		}
 		if moveOn && cl.endpoint < 0 {
@@ -246,11 +267,16 @@ func (c *Client) retryable(cl call, err error) (retry, moveOn, applied bool) {
 	case e.Status == http.StatusServiceUnavailable:
 		return cl.class == safe || notApplied, true, !notApplied
 	case errors.Is(err, ErrOverloaded):
-		return c.waitFull || cl.class == safe, true, false
+		return c.waitFull, true, false
 	case errors.Is(err, ErrQueueFull), errors.Is(err, ErrStorageFull):
 		return c.waitFull, false, false
 	}
 	return false, false, false
+}
+
+// isLimit reports a refusal WithWaitWhenFull waits out.
+func isLimit(err error) bool {
+	return errors.Is(err, ErrOverloaded) || errors.Is(err, ErrQueueFull) || errors.Is(err, ErrStorageFull)
 }
 
 func isDialError(err error) bool {
@@ -300,7 +326,11 @@ func (c *Client) once(ctx context.Context, ep *url.URL, cl call) (*response, err
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	resp, err := c.hc.Do(req)
+	hc := c.hc
+	if cl.class == notApplied {
+		hc = c.hcOnce
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("client: %s %s: %w", cl.method, u.Redacted(), err)
 	}

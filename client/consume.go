@@ -3,14 +3,16 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
 
 // Handler processes one leased message. Returning nil acks it; an error
-// releases it, to be delivered again after a backoff. The context ends
-// if the lease is lost (it could not be extended in time), not when
-// Consume is asked to stop: a running handler finishes.
+// (or a panic) releases it, to be delivered again after a backoff. The
+// context ends if the lease is lost (refused, or not extended before it
+// expires), not when Consume is asked to stop: a running handler
+// finishes. l.Expires is the lease's first expiry; Consume extends it.
 //
 // Delivery is at least once: a message whose ack was lost, or whose
 // handler outlived a lost lease, comes again. Make the handler
@@ -58,7 +60,11 @@ func (o *ConsumeOptions) withDefaults() {
 // Consume leases messages of queue and runs h on each, at most
 // o.Concurrency at once, until ctx ends; it then stops leasing, lets the
 // running handlers finish (and acks or releases their messages), and
-// returns nil. It returns an error at once, after the running handlers
+// returns nil. The messages of one message group are handled one after
+// another, in order (a receive may lease several of a group at once); if
+// one fails, the group's next ones leased with it are released. A
+// message leased just as ctx ended, whose answer was cut off, stays
+// invisible until its lease's ttl passes; none is lost. It returns an error at once, after the running handlers
 // finish, only when raftq refuses it for good: the queue name is
 // invalid, or the token is not allowed to consume.
 func (c *Client) Consume(ctx context.Context, queue string, h Handler, o ConsumeOptions) error {
@@ -83,9 +89,7 @@ func (c *Client) Consume(ctx context.Context, queue string, h Handler, o Consume
 		}
 		switch {
 		case ctx.Err() != nil:
-			for _, l := range ls { // leased as the stop came: give them back
-				c.Release(context.WithoutCancel(ctx), &l, 0)
-			}
+			c.giveBack(context.WithoutCancel(ctx), ls, o) // leased as the stop came
 			for range ls {
 				<-slots
 			}
@@ -97,60 +101,121 @@ func (c *Client) Consume(ctx context.Context, queue string, h Handler, o Consume
 			sleep(ctx, time.Second)
 			continue
 		}
-		for i := range ls {
-			wg.Add(1)
-			go func(l Lease) {
-				defer wg.Done()
-				defer func() { <-slots }()
-				c.handle(context.WithoutCancel(ctx), &l, h, o)
-			}(ls[i])
+		for _, run := range byGroup(ls) {
+			wg.Go(func() {
+				hctx := context.WithoutCancel(ctx)
+				for i := range run {
+					if !c.handle(hctx, &run[i], h, o) {
+						c.giveBack(hctx, run[i+1:], o) // so that none overtakes the failed one
+						for range run[i+1:] {
+							<-slots
+						}
+						<-slots
+						return
+					}
+					<-slots
+				}
+			})
 		}
 	}
 }
 
+// byGroup splits leases into runs handled one after another: each
+// message group's leases together, in order; each ungrouped lease alone.
+func byGroup(ls []Lease) [][]Lease {
+	var runs [][]Lease
+	at := map[string]int{}
+	for _, l := range ls {
+		if i, ok := at[l.Group]; ok && l.Group != "" {
+			runs[i] = append(runs[i], l)
+			continue
+		}
+		at[l.Group] = len(runs)
+		runs = append(runs, []Lease{l})
+	}
+	return runs
+}
+
+// giveBack releases leases at once, each within the lease's ttl.
+func (c *Client) giveBack(ctx context.Context, ls []Lease, o ConsumeOptions) {
+	var wg sync.WaitGroup
+	for i := range ls {
+		wg.Go(func() {
+			rctx, cancel := context.WithTimeout(ctx, o.TTL)
+			defer cancel()
+			if err := c.Release(rctx, &ls[i], 0); err != nil {
+				o.OnError(err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // handle runs h on l, extending the lease while it runs, then acks or
-// releases l.
-func (c *Client) handle(ctx context.Context, l *Lease, h Handler, o ConsumeOptions) {
+// releases l; false when h failed or the lease was lost.
+func (c *Client) handle(ctx context.Context, l *Lease, h Handler, o ConsumeOptions) bool {
 	hctx, lost := context.WithCancel(ctx)
 	defer lost()
 	done := make(chan struct{})
 	var extender sync.WaitGroup
-	extender.Go(func() {
-		t := time.NewTicker(o.TTL / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				ectx, cancel := context.WithTimeout(ctx, o.TTL/3)
-				_, err := c.Extend(ectx, l, o.TTL)
-				cancel()
-				if errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrNotFound) {
-					o.OnError(err)
-					lost() // another consumer may have it now
-					return
-				}
-				if err != nil {
-					o.OnError(err)
-				}
-			}
-		}
-	})
-	err := h(hctx, l)
+	extender.Go(func() { c.keepLeased(ctx, *l, o, done, lost) })
+	err := run(hctx, l, h)
 	close(done)
 	extender.Wait()
 	if hctx.Err() != nil {
-		return // the lease was lost: the message will come again
+		return false // the lease was lost: the message will come again
 	}
 	sctx, cancel := context.WithTimeout(ctx, o.TTL)
 	defer cancel()
-	if err == nil {
-		err = c.Ack(sctx, l)
-	} else {
+	failed := err != nil
+	if failed {
+		o.OnError(err)
 		err = c.Release(sctx, l, o.RetryDelay(max(l.Deliveries, 1)))
+	} else {
+		err = c.Ack(sctx, l)
 	}
 	if err != nil {
 		o.OnError(err)
+	}
+	return !failed && err == nil
+}
+
+// run runs h, turning a panic into an error.
+func run(ctx context.Context, l *Lease, h Handler) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("client: the handler of message %d panicked: %v", l.ID, p)
+		}
+	}()
+	return h(ctx, l)
+}
+
+// keepLeased extends l (its own copy) every ttl/3 until done, and ends
+// the handler's context by lost when the lease is refused or would
+// expire before an extension got through.
+func (c *Client) keepLeased(ctx context.Context, l Lease, o ConsumeOptions, done <-chan struct{}, lost func()) {
+	t := time.NewTicker(o.TTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			ectx, cancel := context.WithTimeout(ctx, o.TTL/3)
+			_, err := c.Extend(ectx, &l, o.TTL)
+			cancel()
+			switch {
+			case errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrNotFound):
+				o.OnError(err)
+				lost() // another consumer may have it now
+				return
+			case err != nil:
+				o.OnError(err)
+				if time.Until(l.Expires) < o.TTL/3 { // the next try would come too late
+					lost()
+					return
+				}
+			}
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/raftq/raftq/client"
@@ -95,4 +96,52 @@ func ExampleWithGroup() {
 	// Output:
 	// add apple | checkout | true
 	// add pear
+}
+
+// Consume handles a group's messages one after another, in order, even
+// with several handlers at once; a handler that panics releases its
+// message, which comes again.
+func TestConsumeGroupsAndPanics(t *testing.T) {
+	c, _ := client.New(endpoints)
+	ctx, stop := context.WithCancel(context.Background())
+	for i := range 6 {
+		c.Enqueue(ctx, "grouped", []byte(fmt.Sprint(i)), client.WithGroup("g"))
+	}
+	c.Enqueue(ctx, "grouped", []byte("boom"))
+	var mu sync.Mutex
+	var order []string
+	running, overlap, panicked := 0, false, false
+	err := c.Consume(ctx, "grouped", func(ctx context.Context, l *client.Lease) error {
+		mu.Lock()
+		if string(l.Body) == "boom" && !panicked {
+			panicked = true
+			mu.Unlock()
+			panic("boom")
+		}
+		if l.Group == "g" {
+			running++
+			overlap = overlap || running > 1
+		}
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		if l.Group == "g" {
+			running--
+		}
+		order = append(order, string(l.Body))
+		if len(order) == 7 {
+			stop()
+		}
+		return nil
+	}, client.ConsumeOptions{Concurrency: 4, Wait: time.Second, RetryDelay: func(uint64) time.Duration { return 0 }})
+	var g []string
+	for _, b := range order {
+		if b != "boom" {
+			g = append(g, b)
+		}
+	}
+	if err != nil || overlap || fmt.Sprint(g) != "[0 1 2 3 4 5]" || len(order) != 7 {
+		t.Fatalf("err %v, overlap %v, order %v", err, overlap, order)
+	}
 }

@@ -328,13 +328,16 @@ func (c *Client) AckBatch(ctx context.Context, queue string, leases []Lease) ([]
 		ID    uint64 `json:"id"`
 		Lease string `json:"lease"`
 	}
+	if len(leases) == 0 {
+		return nil, nil
+	}
 	in := struct {
 		Acks []item `json:"acks"`
 	}{}
 	for _, l := range leases {
 		in.Acks = append(in.Acks, item{l.ID, l.Token})
 	}
-	return c.settleBatch(ctx, queue, "/acks", in)
+	return c.settleBatch(ctx, queue, "/acks", in, http.StatusNotFound)
 }
 
 // ReleaseBatch releases leases of one queue in one request, each ready
@@ -344,6 +347,9 @@ func (c *Client) ReleaseBatch(ctx context.Context, queue string, leases []Lease,
 		ID    uint64 `json:"id"`
 		Lease string `json:"lease"`
 		Delay string `json:"delay,omitempty"`
+	}
+	if len(leases) == 0 {
+		return nil, nil
 	}
 	in := struct {
 		Releases []item `json:"releases"`
@@ -355,10 +361,13 @@ func (c *Client) ReleaseBatch(ctx context.Context, queue string, leases []Lease,
 	for _, l := range leases {
 		in.Releases = append(in.Releases, item{l.ID, l.Token, d})
 	}
-	return c.settleBatch(ctx, queue, "/releases", in)
+	return c.settleBatch(ctx, queue, "/releases", in, http.StatusConflict)
 }
 
-func (c *Client) settleBatch(ctx context.Context, queue, route string, in any) ([]error, error) {
+// settleBatch settles leases in one request. After an attempt with an
+// unknown outcome, an item answered doneBefore (an ack's 404, a release's
+// 409) was settled by that attempt, as Ack and Release take it.
+func (c *Client) settleBatch(ctx context.Context, queue, route string, in any, doneBefore int) ([]error, error) {
 	b, h := jsonBody(in)
 	var out struct {
 		Results []struct {
@@ -368,12 +377,16 @@ func (c *Client) settleBatch(ctx context.Context, queue, route string, in any) (
 			Outcome string `json:"outcome"`
 		} `json:"results"`
 	}
-	if err := c.callJSON(ctx, call{method: http.MethodPost, path: queuePath(queue, route), body: b, header: h, class: safe, endpoint: -1}, &out); err != nil {
+	resp, err := c.do(ctx, call{method: http.MethodPost, path: queuePath(queue, route), body: b, header: h, class: safe, endpoint: -1})
+	if err != nil {
 		return nil, err
+	}
+	if err := json.Unmarshal(resp.body, &out); err != nil {
+		return nil, fmt.Errorf("client: POST %s: malformed answer: %w", route, err)
 	}
 	errs := make([]error, len(out.Results))
 	for i, r := range out.Results {
-		if r.Status >= 300 {
+		if r.Status >= 300 && !(resp.afterUnknown && r.Status == doneBefore) {
 			body, _ := json.Marshal(map[string]string{"error": r.Error, "outcome": r.Outcome})
 			errs[i] = apiError(r.Status, body, "")
 		}

@@ -121,3 +121,76 @@ func TestNewChecks(t *testing.T) {
 		t.Error("an empty retry policy accepted")
 	}
 }
+
+// A pop whose connection breaks after it was sent is not sent again,
+// neither by the client nor by Go's transport (which resends a GET on a
+// reused connection that broke): the node may have applied it.
+func TestPopNotResent(t *testing.T) {
+	var mu sync.Mutex
+	pops := 0
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/queues" {
+			w.Write([]byte(`{"queues":[]}`))
+			return
+		}
+		mu.Lock()
+		pops++
+		mu.Unlock()
+		conn, _, _ := w.(http.Hijacker).Hijack()
+		conn.Close() // applied, then the answer lost
+	}))
+	defer s.Close()
+	c, _ := New([]string{s.URL}, WithRetry(fast))
+	c.Queues(context.Background()) // a kept-alive connection
+	if _, err := c.Dequeue(context.Background(), "q", 0); err == nil {
+		t.Fatal("a pop whose answer was lost succeeded")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if pops != 1 {
+		t.Fatalf("the pop was sent %d times", pops)
+	}
+}
+
+// Backpressure (429 without a limit) is returned at once by default; with
+// WithWaitWhenFull refusals are waited out past the attempts, until the
+// context ends.
+func TestOverloadedAndWaiting(t *testing.T) {
+	busy := status(429, `{"error":"overloaded","outcome":"not_applied"}`)
+	f := &node{answers: []func(http.ResponseWriter){busy, status(201, `{"id":3}`)}}
+	c, _ := New([]string{serveFake(t, f)}, WithRetry(fast))
+	if _, err := c.Enqueue(context.Background(), "q", nil); !errors.Is(err, ErrOverloaded) || f.n != 1 {
+		t.Fatalf("overloaded: %v after %d", err, f.n)
+	}
+	full := status(429, `{"error":"queue full","limit":"max_messages"}`)
+	answers := make([]func(http.ResponseWriter), 12) // more than fast's 5 attempts
+	for i := range answers {
+		answers[i] = full
+	}
+	f = &node{answers: append(answers, status(201, `{"id":4}`))}
+	c, _ = New([]string{serveFake(t, f)}, WithRetry(fast), WithWaitWhenFull())
+	if id, err := c.Enqueue(context.Background(), "q", nil); err != nil || id != 4 {
+		t.Fatalf("waiting past the attempts: %d %v after %d", id, err, f.n)
+	}
+	f = &node{answers: []func(http.ResponseWriter){full}}
+	c, _ = New([]string{serveFake(t, f)}, WithRetry(fast), WithWaitWhenFull())
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := c.Enqueue(ctx, "q", nil); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("waiting until the context ends: %v", err)
+	}
+}
+
+// A batch of acks retried after a lost answer takes the items that find
+// their message gone as acked.
+func TestAckBatchAfterUnknown(t *testing.T) {
+	f := &node{answers: []func(http.ResponseWriter){unknown, status(200, `{"results":[{"id":1,"status":404,"error":"gone"},{"id":2,"status":409,"error":"lease lost"}]}`)}}
+	c, _ := New([]string{serveFake(t, f)}, WithRetry(fast))
+	errs, err := c.AckBatch(context.Background(), "q", []Lease{{Message: Message{ID: 1}, Token: "a"}, {Message: Message{ID: 2}, Token: "b"}})
+	if err != nil || errs[0] != nil || !errors.Is(errs[1], ErrLeaseLost) {
+		t.Fatalf("ack batch: %v %v", errs, err)
+	}
+	if errs, err := c.AckBatch(context.Background(), "q", nil); err != nil || errs != nil || f.n != 2 {
+		t.Fatalf("an empty batch is sent: %v %v", errs, err)
+	}
+}

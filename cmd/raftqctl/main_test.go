@@ -176,11 +176,10 @@ func TestMessages(t *testing.T) {
 	}
 	tok := strings.Fields(lines[1])[1]
 	var leases []struct {
-		ID         uint64            `json:"id"`
-		Body       string            `json:"body"`
-		Token      string            `json:"lease_token"`
-		Attributes map[string]string `json:"attributes"`
-		Group      string            `json:"group"`
+		ID    uint64 `json:"id"`
+		Body  string `json:"body"`
+		Token string `json:"lease_token"`
+		Group string `json:"group"`
 	}
 	jsonOf(t, ok(t, "", "lease", "m", "-o", "json", "--max", "5"), &leases)
 	if len(leases) != 1 || leases[0].Body != "from stdin" {
@@ -209,11 +208,11 @@ func TestMessages(t *testing.T) {
 	}
 	ok(t, "", "put", "m", "last", "--attr", "kind=x")
 	var got struct {
-		Body       string            `json:"body"`
-		Attributes map[string]string `json:"attributes"`
+		Body       string                                  `json:"body"`
+		Attributes map[string]struct{ Type, Value string } `json:"attributes"`
 	}
 	jsonOf(t, ok(t, "", "get", "m", "-o", "json"), &got)
-	if got.Body != "last" || got.Attributes["kind"] != "x" {
+	if got.Body != "last" || got.Attributes["kind"].Value != "x" || got.Attributes["kind"].Type != "String" {
 		t.Fatalf("get -o json: %+v", got)
 	}
 	for _, bad := range [][]string{{"get", "bad name"}, {"put"}, {"ack", "m", "x", "t"}, {"lease", "m", "--max", "0"}, {"get", "m", "-o", "yaml"}, {"frob"}} {

@@ -123,9 +123,13 @@ func messageOut(m *client.Message, token string, expires time.Time) messageJSON 
 	}
 	for k, v := range m.Attributes {
 		if out.Attributes == nil {
-			out.Attributes = map[string]string{}
+			out.Attributes = map[string]attrJSON{}
 		}
-		out.Attributes[k] = v.Value
+		a := attrJSON{Type: v.Type, Value: v.Value}
+		if strings.HasPrefix(v.Type, "Binary") {
+			a.Value, a.BinaryValue = "", []byte(v.Value)
+		}
+		out.Attributes[k] = a
 	}
 	return out
 }
@@ -283,7 +287,7 @@ func (a *app) consumeCmd() *cobra.Command {
 			h := func(hctx context.Context, l *client.Lease) error {
 				if execCmd == "" {
 					a.printConsumed(l)
-				} else if err := a.run(hctx, execCmd, l); err != nil {
+				} else if err := a.runFor(hctx, execCmd, l); err != nil {
 					fmt.Fprintf(a.stderr, "raftqctl: message %d: %v; released\n", l.ID, err)
 					return err
 				}
@@ -302,7 +306,7 @@ func (a *app) consumeCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&execCmd, "exec", "", "run this shell command per message (body on stdin); ack on exit 0")
 	f.IntVar(&concurrency, "concurrency", 1, "messages handled at once")
-	f.IntVar(&count, "count", 0, "stop after this many messages (0: never)")
+	f.IntVar(&count, "count", 0, "stop after this many messages (0: never); handles one at a time, whatever --concurrency")
 	f.DurationVar(&ttl, "ttl", 30*time.Second, "lease ttl (extended while a message is handled)")
 	f.DurationVar(&wait, "wait", 20*time.Second, "long-poll wait")
 	return cmd
@@ -317,8 +321,10 @@ func (a *app) printConsumed(l *client.Lease) {
 	fmt.Fprintf(a.stdout, "%s\n", l.Body)
 }
 
-// run runs the --exec command for l.
-func (a *app) run(ctx context.Context, command string, l *client.Lease) error {
+// runFor runs the --exec command for l, for --timeout at most.
+func (a *app) runFor(ctx context.Context, command string, l *client.Lease) error {
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
 	c := exec.CommandContext(ctx, "sh", "-c", command)
 	c.Stdin, c.Stdout, c.Stderr = bytes.NewReader(l.Body), a.stdout, a.stderr
 	c.Env = append(os.Environ(), "RAFTQ_QUEUE="+l.Queue, "RAFTQ_MESSAGE_ID="+strconv.FormatUint(l.ID, 10),

@@ -51,16 +51,24 @@ func when(t time.Time) string {
 // messageJSON is a message as -o json shows it: the body as text when it
 // is UTF-8, else base64 (body_b64).
 type messageJSON struct {
-	ID          uint64            `json:"id"`
-	Body        *string           `json:"body,omitempty"`
-	BodyB64     []byte            `json:"body_b64,omitempty"`
-	ContentType string            `json:"content_type,omitempty"`
-	Group       string            `json:"group,omitempty"`
-	Attributes  map[string]string `json:"attributes,omitempty"`
-	Deliveries  uint64            `json:"deliveries,omitempty"`
-	Enqueued    *time.Time        `json:"enqueued_at,omitempty"`
-	Token       string            `json:"lease_token,omitempty"`
-	Expires     *time.Time        `json:"lease_expires,omitempty"`
+	ID          uint64              `json:"id"`
+	Body        *string             `json:"body,omitempty"`
+	BodyB64     []byte              `json:"body_b64,omitempty"`
+	ContentType string              `json:"content_type,omitempty"`
+	Group       string              `json:"group,omitempty"`
+	Attributes  map[string]attrJSON `json:"attributes,omitempty"`
+	Deliveries  uint64              `json:"deliveries,omitempty"`
+	Enqueued    *time.Time          `json:"enqueued_at,omitempty"`
+	Token       string              `json:"lease_token,omitempty"`
+	Expires     *time.Time          `json:"lease_expires,omitempty"`
+}
+
+// attrJSON is an attribute as -o json shows it (a Binary value base64,
+// as encoding/json writes bytes).
+type attrJSON struct {
+	Type        string `json:"type"`
+	Value       string `json:"value,omitempty"`
+	BinaryValue []byte `json:"binary_value,omitempty"`
 }
 
 func bodyJSON(b []byte) (*string, []byte) {
