@@ -44,7 +44,7 @@ type Authorizer interface {
 // metrics unless MetricsAuth).
 func routeRole(route, method string, metricsAuth bool) (role Role, open bool) {
 	switch route {
-	case "/healthz", "/readyz":
+	case "/healthz", "/readyz", "/ui", "/ui/":
 		return RoleAny, true
 	case "/metrics":
 		return RoleAny, !metricsAuth
@@ -61,7 +61,7 @@ func routeRole(route, method string, metricsAuth bool) (role Role, open bool) {
 	case "/queues/{queue}/leases", "/queues/{queue}/messages/{id}", "/queues/{queue}/messages/{id}/release",
 		"/queues/{queue}/messages/{id}/extend", "/queues/{queue}/acks", "/queues/{queue}/releases", "/queues/{queue}/messages":
 		return RoleConsumer, false
-	case "/queues", "/queues/{queue}/stats", "/mgmt/nodes", "/mgmt/status":
+	case "/queues", "/queues/{queue}/stats", "/mgmt/nodes", "/mgmt/status", "/mgmt/cluster", "/mgmt/whoami":
 		if method == http.MethodGet {
 			return RoleAny, false
 		}

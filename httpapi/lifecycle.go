@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -47,12 +48,21 @@ func (a *api) purge(w http.ResponseWriter, r *http.Request) {
 
 // peekedJSON is one message of a peek.
 type peekedJSON struct {
-	ID          uint64    `json:"id"`
-	Body        *string   `json:"body,omitempty"`
-	BodyB64     *string   `json:"body_b64,omitempty"`
-	ContentType string    `json:"content_type"`
-	Deliveries  uint64    `json:"deliveries"`
-	EnqueuedAt  time.Time `json:"enqueued_at"`
+	ID          uint64          `json:"id"`
+	Body        *string         `json:"body,omitempty"`
+	BodyB64     *string         `json:"body_b64,omitempty"`
+	ContentType string          `json:"content_type"`
+	Deliveries  uint64          `json:"deliveries"`
+	EnqueuedAt  time.Time       `json:"enqueued_at"`
+	Group       string          `json:"group,omitempty"`
+	Attributes  json.RawMessage `json:"attributes,omitempty"`
+	Origin      *originJSON     `json:"origin,omitempty"` // a dead letter's
+}
+
+type originJSON struct {
+	Queue      string `json:"queue"`
+	ID         uint64 `json:"id"`
+	Deliveries uint64 `json:"deliveries"`
 }
 
 // peek answers GET /queues/{q}/messages[?max=N]: ready messages, oldest
@@ -75,8 +85,14 @@ func (a *api) peek(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]peekedJSON, len(ms))
 	for i, m := range ms {
-		out[i] = peekedJSON{ID: m.ID, ContentType: m.ContentType, Deliveries: m.Deliveries, EnqueuedAt: m.Enqueued.UTC().Truncate(time.Second)}
+		out[i] = peekedJSON{ID: m.ID, ContentType: m.ContentType, Deliveries: m.Deliveries, EnqueuedAt: m.Enqueued.UTC().Truncate(time.Second), Group: m.Group}
 		out[i].Body, out[i].BodyB64 = textOrBase64(m.Body)
+		if len(m.Attributes) > 0 {
+			out[i].Attributes = encodeAttributes(m.Attributes)
+		}
+		if o := m.Origin; o != nil {
+			out[i].Origin = &originJSON{Queue: o.Queue, ID: o.ID, Deliveries: o.Deliveries}
+		}
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Messages []peekedJSON `json:"messages"`

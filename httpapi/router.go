@@ -41,9 +41,13 @@ type Options struct {
 	// MetricsAuth makes /metrics need a valid token too.
 	Auth        Authorizer
 	MetricsAuth bool
-	// Forward carries requests forwarded to the leader's API (nil: the
-	// default transport; with TLS, one trusting the API's CA).
+	// Forward carries requests forwarded to the leader's API and the
+	// console's questions to each member (nil: the default transport;
+	// with TLS, one trusting the API's CA).
 	Forward http.RoundTripper
+	// UI, if set, serves the web console at /ui/ (its assets are open;
+	// what it shows comes from the API, with the token it is given).
+	UI http.Handler
 }
 
 func (o Options) withDefaults() Options {
@@ -100,6 +104,12 @@ func NewRouter(q Queue, c Cluster, lg *zap.Logger, opts Options) http.Handler {
 	r.HandleFunc("/mgmt/alarms/{id}", a.clearAlarm).Methods(http.MethodDelete)
 	r.HandleFunc("/mgmt/limits", a.limits).Methods(http.MethodGet)
 	r.HandleFunc("/mgmt/limits", a.setLimits).Methods(http.MethodPut)
+	r.HandleFunc("/mgmt/cluster", a.cluster).Methods(http.MethodGet)
+	r.HandleFunc("/mgmt/whoami", a.whoami).Methods(http.MethodGet)
+	if a.opts.UI != nil {
+		r.PathPrefix("/ui/").Handler(http.StripPrefix("/ui", a.opts.UI)).Methods(http.MethodGet, http.MethodHead)
+		r.Handle("/ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently)).Methods(http.MethodGet)
+	}
 	r.HandleFunc("/debug/state", a.localState).Methods(http.MethodGet)
 	r.HandleFunc("/debug/counters", a.counters).Methods(http.MethodGet)
 	if a.ops != nil {
@@ -219,6 +229,10 @@ func (a *api) dequeue(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) listQueues(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("stats") == "true" {
+		a.queueStats(w, r)
+		return
+	}
 	ctx, cancel := a.ctx(r)
 	defer cancel()
 	qs, err := a.q.Queues(ctx)

@@ -143,6 +143,13 @@ func (f *fakeQueue) LeaseMany(ctx context.Context, q string, ttl time.Duration, 
 	return out, LogPosition{}, nil
 }
 func (f *fakeQueue) Defaults(string) QueueConfig { return f.defaults }
+func (f *fakeQueue) AllStats(ctx context.Context) ([]QueueStats, error) {
+	if f.lifecycle.stats == nil {
+		return nil, nil
+	}
+	st, err := f.lifecycle.stats(ctx, "q")
+	return []QueueStats{st}, err
+}
 
 type doneFunc func()
 

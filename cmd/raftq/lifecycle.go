@@ -173,13 +173,35 @@ func (s *service) Stats(ctx context.Context, queue string) (httpapi.QueueStats, 
 	}); err != nil {
 		return httpapi.QueueStats{}, err
 	}
+	return apiStats(queue, st), nil
+}
+
+// AllStats describes every queue after one read barrier.
+func (s *service) AllStats(ctx context.Context) ([]httpapi.QueueStats, error) {
+	var out []httpapi.QueueStats
+	err := s.read(ctx, "", func() error {
+		now := s.fsm.estimatedNow()
+		for _, q := range s.fsm.Queues() {
+			st, err := s.fsm.Stats(q.Name)
+			if err != nil {
+				continue // a name only an old log allowed ("." or ".."): not readable
+			}
+			st.Now = now
+			out = append(out, apiStats(q.Name, st))
+		}
+		return nil
+	})
+	return out, err
+}
+
+func apiStats(queue string, st queuefsm.QueueStats) httpapi.QueueStats {
 	out := httpapi.QueueStats{Queue: queue, Depth: st.Depth, Leased: st.Leased, Delayed: st.Delayed, Bytes: st.Bytes, Keys: st.Keys,
 		Config: apiConfig(st.Config), Totals: httpapi.QueueTotals(st.Totals),
 		CreatedAt: localTime(st.Config.Created, st.Now).Truncate(time.Second).UTC(), ModifiedAt: localTime(st.Config.Modified, st.Now).Truncate(time.Second).UTC()}
 	if st.OldestReady != 0 {
 		out.OldestReadyAgeMS = max(st.Now-st.OldestReady, 0)
 	}
-	return out, nil
+	return out
 }
 
 func (s *service) Limits(ctx context.Context) (httpapi.ClusterLimits, error) {

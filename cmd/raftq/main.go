@@ -26,6 +26,7 @@ import (
 	"github.com/raftq/raftq/httpapi"
 	"github.com/raftq/raftq/raftnode"
 	"github.com/raftq/raftq/sqsapi"
+	"github.com/raftq/raftq/ui"
 	"github.com/raftq/raftq/wal"
 )
 
@@ -464,7 +465,7 @@ func newAPIServer(c config, svc *service, auth httpapi.Authorizer, lg *zap.Logge
 	return &http.Server{
 		Handler: httpapi.NewRouter(svc, svc, lg.Named("http"), httpapi.Options{MaxMessageBytes: c.maxMessage,
 			RequestTimeout: c.requestTimeout, MaxWaiters: c.maxWaiters, Ops: svc, Metrics: svc.metrics,
-			Auth: auth, MetricsAuth: c.metricsAuth, Forward: forwardTransport(c.clientTLS)}),
+			Auth: auth, MetricsAuth: c.metricsAuth, Forward: forwardTransport(c.clientTLS), UI: ui.Handler()}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		// A long poll: its wait, a take begun as it ends, then a read
