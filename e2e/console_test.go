@@ -124,6 +124,22 @@ func TestConsoleInChromium(t *testing.T) {
 	if st := stats(t, c.procs[0], "web"); st.Depth != 0 {
 		t.Fatalf("after the purge button: %+v", st)
 	}
+	// The console's polling reads (read barriers, no log entries): with
+	// the queues page open on an idle cluster, nothing is applied.
+	run(t, ctx, "the queues page again", chromedp.Navigate(ui+"#/queues"), visible(`tr[data-queue="web"] td[data-depth="0"]`))
+	applied := func() uint64 {
+		var st struct{ Applied uint64 }
+		if _, err := getJSON(c.procs[0].api+"/debug/state", &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Applied
+	}
+	before, polls := applied(), eval[string](t, ctx, `document.getElementById("main").dataset.updated`)
+	run(t, ctx, "three more polls", chromedp.Poll[chromedp.Void](`Number(document.getElementById("main").dataset.updated) > `+polls+` + 2500`,
+		chromedp.WithPollingTimeout(90*time.Second)))
+	if after := applied(); after != before {
+		t.Fatalf("the console's polls wrote to the log: applied %d, then %d", before, after)
+	}
 	c.kill(2)
 	run(t, ctx, "a failed node shown", chromedp.Navigate(ui+"#/cluster"),
 		visible(`tr[data-member="3"] td[data-ready="no"]`),

@@ -114,7 +114,7 @@ async function clusterPage() {
       el("td", { class: m.ready ? "good" : "bad", "data-ready": m.ready ? "yes" : "no" }, m.ready ? "ready" : "not ready"),
       el("td", {}, m.api_url ? el("a", { href: m.api_url + "/ui/" }, m.api_url) : "–"),
       el("td", { class: "muted" }, m.error || (s ? `up ${fmt.age(s.uptime_seconds * 1000)}, ${s.version}` : "")),
-      el("td", {}, ...actions));
+      el("td", {}, el("div", { class: "row-actions" }, ...actions)));
   });
   const view = [el("h1", {}, `Cluster: ${data.members.length} members, leader ${data.leader || "none"}`),
     el("table", { id: "members" },
