@@ -112,7 +112,7 @@ async function clusterPage() {
       el("td", { class: "num" }, s ? s.term : "–"), el("td", { class: "num" }, s ? s.commit : "–"), el("td", { class: "num" }, s ? s.applied : "–"),
       el("td", { class: "num" }, s ? leaderCommit - s.applied : "–"),
       el("td", { class: m.ready ? "good" : "bad", "data-ready": m.ready ? "yes" : "no" }, m.ready ? "ready" : "not ready"),
-      el("td", {}, m.api_url ? el("a", { href: m.api_url + "/ui/" }, m.api_url) : "–"),
+      el("td", {}, /^https?:\/\//.test(m.api_url || "") ? el("a", { href: m.api_url + "/ui/" }, m.api_url) : (m.api_url || "–")),
       el("td", { class: "muted" }, m.error || (s ? `up ${fmt.age(s.uptime_seconds * 1000)}, ${s.version}` : "")),
       el("td", {}, el("div", { class: "row-actions" }, ...actions)));
   });
