@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"net/url"
 	"os"
 	"os/exec"
@@ -85,7 +86,16 @@ func eval[T any](t *testing.T, ctx context.Context, expr string) T {
 func visible(sel string) chromedp.Action[chromedp.Void] {
 	return chromedp.WaitVisible(chromedp.CSS(sel))
 }
-func click(sel string) chromedp.Action[chromedp.Void] { return chromedp.Click(chromedp.CSS(sel)) }
+
+// click clicks the element sel finds, in the page itself, retrying while
+// it is missing: the pages redraw every second, so a node found a moment
+// ago may be gone when the click comes.
+func click(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.Poll[chromedp.Void](`(() => { const e = document.querySelector(`+strconvQuote(sel)+`); if (!e) return false; e.focus(); e.click(); return true; })()`,
+		chromedp.WithPollingTimeout(90*time.Second))
+}
+
+func strconvQuote(s string) string { b, _ := json.Marshal(s); return string(b) }
 
 // The web console in real Chromium against three real nodes: the members
 // and the leader; a queue's depth following enqueues made elsewhere,
@@ -104,6 +114,9 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Fatalf("%d members shown", members)
 	}
 	mustEnqueue(t, c.procs[1], "web", "first")
+	if _, err := do("POST", c.procs[1].api+"/queues/bin", "application/octet-stream", strings.NewReader("\xff\x00é")); err != nil {
+		t.Fatal(err)
+	}
 	run(t, ctx, "the queues page", chromedp.Navigate(ui+"#/queues"),
 		visible(`tr[data-queue="web"] td[data-depth="1"]`))
 	mustEnqueue(t, c.procs[2], "web", "second")
@@ -116,6 +129,17 @@ func TestConsoleInChromium(t *testing.T) {
 	if strings.Join(peeked, "|") != "first|second|third <b>bold</b>" {
 		t.Fatalf("peek shows %q", peeked)
 	}
+	noWrites := func(what string) { // the console's polling reads (read barriers, no log entries)
+		t.Helper()
+		before := applied(c.procs[0])
+		polls := eval[string](t, ctx, `document.getElementById("main").dataset.updated`)
+		run(t, ctx, what+": three more polls", chromedp.Poll[chromedp.Void](`Number(document.getElementById("main").dataset.updated) > `+polls+` + 2500`,
+			chromedp.WithPollingTimeout(90*time.Second)))
+		if after := applied(c.procs[0]); after != before {
+			t.Fatalf("%s: the console's polls wrote to the log: applied %d, then %d", what, before, after)
+		}
+	}
+	noWrites("the queue page")
 	run(t, ctx, "purging", click(`#purge`), visible(`#confirm[open]`),
 		click(`#confirm-ok`),
 		visible(`[data-stat="ready"]`),
@@ -124,22 +148,21 @@ func TestConsoleInChromium(t *testing.T) {
 	if st := stats(t, c.procs[0], "web"); st.Depth != 0 {
 		t.Fatalf("after the purge button: %+v", st)
 	}
-	// The console's polling reads (read barriers, no log entries): with
-	// the queues page open on an idle cluster, nothing is applied.
 	run(t, ctx, "the queues page again", chromedp.Navigate(ui+"#/queues"), visible(`tr[data-queue="web"] td[data-depth="0"]`))
-	applied := func() uint64 {
-		var st struct{ Applied uint64 }
-		if _, err := getJSON(c.procs[0].api+"/debug/state", &st); err != nil {
-			t.Fatal(err)
-		}
-		return st.Applied
+	noWrites("the queues page")
+	run(t, ctx, "sorting by ready, then down", click(`[data-key="sort-depth"]`), visible(`th[aria-sort="ascending"] [data-key="sort-depth"]`),
+		click(`[data-key="sort-depth"]`), visible(`th[aria-sort="descending"] [data-key="sort-depth"]`))
+	if first := eval[string](t, ctx, `document.querySelector("#queues tbody tr").dataset.queue`); first != "bin" {
+		t.Fatalf("sorted by ready, descending, the first queue is %q", first)
 	}
-	before, polls := applied(), eval[string](t, ctx, `document.getElementById("main").dataset.updated`)
-	run(t, ctx, "three more polls", chromedp.Poll[chromedp.Void](`Number(document.getElementById("main").dataset.updated) > `+polls+` + 2500`,
-		chromedp.WithPollingTimeout(90*time.Second)))
-	if after := applied(); after != before {
-		t.Fatalf("the console's polls wrote to the log: applied %d, then %d", before, after)
+	if focused := eval[string](t, ctx, `document.activeElement.dataset.key || ""`); focused != "sort-depth" {
+		t.Fatalf("the redraws took the focus from the sort button to %q", focused)
 	}
+	run(t, ctx, "the hex of a binary body", chromedp.Navigate(ui+"#/queue/bin"), visible(`#peek tr[data-message]`), click(`#hex`),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#peek td.body") && document.querySelector("#peek td.body").textContent === "ff 00 c3 a9"`,
+			chromedp.WithPollingTimeout(90*time.Second)))
+	run(t, ctx, "the cluster page", chromedp.Navigate(ui+"#/cluster"), visible(`tr[data-member="3"] td[data-ready="yes"]`))
+	noWrites("the cluster page")
 	c.kill(2)
 	run(t, ctx, "a failed node shown", chromedp.Navigate(ui+"#/cluster"),
 		visible(`tr[data-member="3"] td[data-ready="no"]`),
@@ -151,7 +174,7 @@ func TestConsoleInChromium(t *testing.T) {
 func TestConsoleWithTokens(t *testing.T) {
 	t.Parallel()
 	file := filepath.Join(t.TempDir(), "tokens")
-	os.WriteFile(file, []byte("tok-admin admin,producer,consumer\ntok-reader consumer\n"), 0o600)
+	os.WriteFile(file, []byte("tok-admin admin,producer,consumer\ntok-reader consumer\ntok-writer producer\n"), 0o600)
 	c := prepareCluster(t, 1, nil, "--auth-token-file", file)
 	u, _ := url.Parse(c.procs[0].api)
 	harnessTokens.hosts.Store(u.Host, "tok-admin")
@@ -171,5 +194,17 @@ func TestConsoleWithTokens(t *testing.T) {
 	kept := eval[string](t, ctx, `sessionStorage.getItem("raftq-token") + "|" + (localStorage.getItem("raftq-token") || "")`)
 	if kept != "tok-reader|" {
 		t.Fatalf("token storage %q", kept)
+	}
+	run(t, ctx, "the cluster page as a consumer", chromedp.Navigate(ui+"#/cluster"), visible(`#members tr[data-member="1"]`))
+	if admin := eval[int](t, ctx, `document.querySelectorAll("#members button").length + document.querySelectorAll("main form").length`); admin != 0 {
+		t.Fatalf("a consumer's token shows %d member actions", admin)
+	}
+	// A producer's token: send, and nothing of a consumer's or an admin's.
+	run(t, ctx, "logging in as a producer", click(`#who button`), visible(`#token`), chromedp.SendKeys(chromedp.CSS(`#token`), "tok-writer\n"),
+		chromedp.Navigate(ui+"#/queue/guarded"), visible(`#send`))
+	for _, sel := range []string{"#peek", "#lease", "#purge", "#delete"} {
+		if eval[bool](t, ctx, `!!document.querySelector("`+sel+`")`) {
+			t.Fatalf("a producer's token shows %s", sel)
+		}
 	}
 }

@@ -285,9 +285,9 @@ type Queue interface {
 	// HasReady reports, after a read barrier (no log entry), whether queue
 	// has a ready message.
 	HasReady(ctx context.Context, queue string) (bool, error)
-	// AllStats describes every queue, sorted by name, after one read
-	// barrier.
-	AllStats(ctx context.Context) ([]QueueStats, error)
+	// AllStats describes up to limit queues by name after after ("" from
+	// the first), after one read barrier; more says others follow.
+	AllStats(ctx context.Context, after string, limit int) (st []QueueStats, more bool, err error)
 	// Defaults returns the queue's config as this node holds it, without a
 	// read barrier (zero for an unknown queue): for the defaults a request
 	// that names none gets. Not linearizable.

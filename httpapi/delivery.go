@@ -124,6 +124,10 @@ func writeMessage(w http.ResponseWriter, m Message) {
 	h := w.Header()
 	h.Set("Message-Id", strconv.FormatUint(m.ID, 10))
 	h.Set("Content-Type", m.ContentType)
+	// A body is the producer's bytes: a browser must not run them as this
+	// origin's page, whatever their content type says.
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "sandbox")
 	h.Set("Content-Length", strconv.Itoa(len(m.Body)))
 	if m.Deliveries > 0 {
 		h.Set("Delivery-Count", strconv.FormatUint(m.Deliveries, 10))

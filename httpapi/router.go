@@ -70,6 +70,8 @@ type api struct {
 	opts    Options
 	waiters WaiterCap // long polls waiting now
 	ops     Operations
+	// clusterView caches GET /mgmt/cluster for a second.
+	clusterView clusterCache
 }
 
 // NewRouter returns the client API handler.

@@ -143,12 +143,12 @@ func (f *fakeQueue) LeaseMany(ctx context.Context, q string, ttl time.Duration, 
 	return out, LogPosition{}, nil
 }
 func (f *fakeQueue) Defaults(string) QueueConfig { return f.defaults }
-func (f *fakeQueue) AllStats(ctx context.Context) ([]QueueStats, error) {
+func (f *fakeQueue) AllStats(ctx context.Context, after string, limit int) ([]QueueStats, bool, error) {
 	if f.lifecycle.stats == nil {
-		return nil, nil
+		return nil, false, nil
 	}
 	st, err := f.lifecycle.stats(ctx, "q")
-	return []QueueStats{st}, err
+	return []QueueStats{st}, false, err
 }
 
 type doneFunc func()

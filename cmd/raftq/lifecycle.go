@@ -176,12 +176,21 @@ func (s *service) Stats(ctx context.Context, queue string) (httpapi.QueueStats, 
 	return apiStats(queue, st), nil
 }
 
-// AllStats describes every queue after one read barrier.
-func (s *service) AllStats(ctx context.Context) ([]httpapi.QueueStats, error) {
+// AllStats describes up to limit queues by name after after, after one
+// read barrier; the node's view lock is held for those queues only.
+func (s *service) AllStats(ctx context.Context, after string, limit int) ([]httpapi.QueueStats, bool, error) {
 	var out []httpapi.QueueStats
+	more := false
 	err := s.read(ctx, "", func() error {
 		now := s.fsm.estimatedNow()
 		for _, q := range s.fsm.Queues() {
+			if q.Name <= after {
+				continue
+			}
+			if len(out) == limit {
+				more = true
+				break
+			}
 			st, err := s.fsm.Stats(q.Name)
 			if err != nil {
 				continue // a name only an old log allowed ("." or ".."): not readable
@@ -191,7 +200,7 @@ func (s *service) AllStats(ctx context.Context) ([]httpapi.QueueStats, error) {
 		}
 		return nil
 	})
-	return out, err
+	return out, more, err
 }
 
 func apiStats(queue string, st queuefsm.QueueStats) httpapi.QueueStats {

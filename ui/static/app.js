@@ -3,14 +3,17 @@
 // The token, when the cluster has tokens, is kept in sessionStorage only.
 
 const main = document.getElementById("main");
-const state = { token: sessionStorage.getItem("raftq-token") || "", roles: [], auth: false, timer: 0, history: {} };
+const state = { token: sessionStorage.getItem("raftq-token") || "", roles: [], auth: false, timer: 0, history: {}, gen: 0, dirty: false, pending: false };
+
+// A form being filled in is not redrawn under the user's hands.
+main.addEventListener("input", () => { state.dirty = true; });
 
 // api calls raftq's API; it throws {status, message} on an error answer.
 async function api(method, path, body, headers = {}) {
   const h = { ...headers };
   if (state.token) h.Authorization = "Bearer " + state.token;
   if (body !== undefined && typeof body !== "string") { body = JSON.stringify(body); h["Content-Type"] = "application/json"; }
-  const resp = await fetch(path, { method, headers: h, body });
+  const resp = await fetch(path, { method, headers: h, body, signal: AbortSignal.timeout(10000) });
   const text = await resp.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = text; }
@@ -50,12 +53,12 @@ function confirmAction(text) {
     d.addEventListener("close", () => resolve(d.returnValue === "ok"), { once: true });
     d.returnValue = "";
     d.showModal();
-    document.getElementById("confirm-ok").focus();
+    d.querySelector('button[value="cancel"]').focus(); // Enter does not destroy by accident
   });
 }
 
 async function act(what, fn) {
-  try { await fn(); toast(what); refresh(true); } catch (e) { toast(`${what} failed: ${e.message}`, true); }
+  try { await fn(); state.dirty = false; toast(what); refresh(true); } catch (e) { toast(`${what} failed: ${e.message}`, true); }
 }
 
 const fmt = {
@@ -77,8 +80,8 @@ async function whoami() {
   const who = document.getElementById("who");
   who.replaceChildren();
   if (!state.auth) { who.append("no tokens on this cluster"); return true; }
-  if (!state.roles.length) { who.append("not logged in"); return false; }
-  who.append(`token roles: ${state.roles.join(", ") || "read only"}`,
+  if (!state.roles.length) { who.append(state.token ? "the token is not valid here" : "not logged in"); return false; }
+  who.append(`token roles: ${state.roles.join(", ")}`,
     el("button", { onclick: () => { sessionStorage.removeItem("raftq-token"); state.token = ""; route(); } }, "Log out"));
   return true;
 }
@@ -103,9 +106,9 @@ async function clusterPage() {
     const role = m.id === data.leader ? "leader" : m.learner ? "learner" : "follower";
     const actions = [];
     if (can("admin")) {
-      if (m.learner) actions.push(el("button", { onclick: () => act(`node ${m.id} promoted`, () => api("POST", `/mgmt/nodes/${m.id}/promote`)) }, "Promote"));
-      if (!m.learner && role !== "leader") actions.push(el("button", { onclick: () => act(`leadership handed to ${m.id}`, () => api("POST", "/mgmt/leader", { id: m.id })) }, "Make leader"));
-      actions.push(el("button", { class: "danger", onclick: async () => { if (await confirmAction(`Remove node ${m.id} from the cluster? Its id is never used again.`)) act(`node ${m.id} removed`, () => api("DELETE", `/mgmt/nodes/${m.id}`)); } }, "Remove"));
+      if (m.learner) actions.push(el("button", { "data-key": `promote-${m.id}`, onclick: () => act(`node ${m.id} promoted`, () => api("POST", `/mgmt/nodes/${m.id}/promote`)) }, "Promote"));
+      if (!m.learner && role !== "leader") actions.push(el("button", { "data-key": `lead-${m.id}`, onclick: () => act(`leadership handed to ${m.id}`, () => api("POST", "/mgmt/leader", { id: m.id })) }, "Make leader"));
+      actions.push(el("button", { class: "danger", "data-key": `remove-${m.id}`, onclick: async () => { if (await confirmAction(`Remove node ${m.id} from the cluster? Its id is never used again.`)) act(`node ${m.id} removed`, () => api("DELETE", `/mgmt/nodes/${m.id}`)); } }, "Remove"));
     }
     return el("tr", { "data-member": m.id },
       el("td", { class: "num" }, m.id), el("td", { "data-role": role }, role),
@@ -178,7 +181,7 @@ const columns = [
 state.sort = { key: "queue", desc: false };
 
 async function queuesPage() {
-  const { data } = await api("GET", "/queues?stats=true");
+  const { data } = await api("GET", "/queues?stats=true&limit=1000");
   const now = Date.now();
   const total = { at: now, depth: 0, in: 0, rout: 0 };
   for (const q of data.queues) {
@@ -192,7 +195,7 @@ async function queuesPage() {
   const col = columns.find(c => c[0] === state.sort.key);
   const qs = [...data.queues].sort((a, b) => { const x = col[2](a), y = col[2](b); return (x < y ? -1 : x > y ? 1 : 0) * (state.sort.desc ? -1 : 1); });
   const head = columns.map(([key, label]) => el("th", { class: key === "queue" ? "" : "num", "aria-sort": state.sort.key === key ? (state.sort.desc ? "descending" : "ascending") : "none" },
-    el("button", { onclick: () => { state.sort = { key, desc: state.sort.key === key ? !state.sort.desc : false }; refresh(); } }, label + (state.sort.key === key ? (state.sort.desc ? " ▼" : " ▲") : ""))));
+    el("button", { "data-key": `sort-${key}`, onclick: () => { state.sort = { key, desc: state.sort.key === key ? !state.sort.desc : false }; refresh(true); } }, label + (state.sort.key === key ? (state.sort.desc ? " ▼" : " ▲") : ""))));
   head.push(el("th", {}, "Limits"), el("th", {}, "Dead letters to"));
   const rows = qs.map(q => el("tr", { "data-queue": q.queue },
     el("td", {}, el("a", { href: `#/queue/${encodeURIComponent(q.queue)}` }, q.queue)),
@@ -200,7 +203,8 @@ async function queuesPage() {
     el("td", { class: "num" }, fmt.bytes(q.bytes)), el("td", { class: "num" }, fmt.age(q.oldest_ready_age_ms)),
     el("td", { class: "num" }, fmt.rate(q._in)), el("td", { class: "num" }, fmt.rate(q._out)),
     el("td", { class: "muted" }, limits(q.config)), el("td", {}, q.config.dead_letter_queue ? `${q.config.dead_letter_queue} after ${q.config.max_deliveries}` : "–")));
-  return [el("h1", {}, `Queues (${data.queues.length})`), chart(all), legend(),
+  const more = data.next ? el("p", { class: "muted" }, `The first ${data.queues.length} queues by name; raftqctl queues lists them all.`) : null;
+  return [el("h1", {}, `Queues (${data.queues.length}${data.next ? "+" : ""})`), chart(all), legend(), more,
     el("table", { id: "queues" }, el("thead", {}, el("tr", {}, head)), el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 10, class: "muted" }, "No queues yet."))))];
 }
 
@@ -215,10 +219,12 @@ function limits(c) {
 
 const leased = {}; // queue → leases taken by hand on this page
 
+// bodyText is a body as text (when the API sent it as text) or as the
+// hex of its bytes (its UTF-8 encoding, or the base64 the API sent).
 function bodyText(m, hex) {
-  const s = m.body !== undefined ? m.body : atob(m.body_b64 || "");
-  if (!hex && m.body !== undefined) return s;
-  return [...s].map(c => c.charCodeAt(0).toString(16).padStart(2, "0")).join(" ");
+  if (!hex && m.body !== undefined) return m.body;
+  const bytes = m.body !== undefined ? new TextEncoder().encode(m.body) : Uint8Array.from(atob(m.body_b64 || ""), c => c.charCodeAt(0));
+  return [...bytes].map(b => b.toString(16).padStart(2, "0")).join(" ");
 }
 
 async function queuePage(name) {
@@ -246,12 +252,12 @@ async function queuePage(name) {
   if (mine.length) {
     view.push(el("h2", {}, "Leased here"), el("table", {}, el("tbody", {}, mine.map((l, i) => el("tr", {},
       el("td", { class: "num" }, l.id), el("td", { class: "body" }, l.body ?? "(binary)"), el("td", {}, `expires ${new Date(l.lease_expires).toLocaleTimeString()}`),
-      el("td", {}, el("button", { onclick: () => act(`message ${l.id} acked`, async () => { mine.splice(i, 1); await api("DELETE", `/queues/${q}/messages/${l.id}?lease=${encodeURIComponent(l.lease_token)}`); }) }, "Ack"),
-        el("button", { onclick: () => act(`message ${l.id} released`, async () => { mine.splice(i, 1); await api("POST", `/queues/${q}/messages/${l.id}/release?lease=${encodeURIComponent(l.lease_token)}`); }) }, "Release")))))));
+      el("td", {}, el("button", { "data-key": `ack-${l.id}`, onclick: () => act(`message ${l.id} acked`, async () => { await api("DELETE", `/queues/${q}/messages/${l.id}?lease=${encodeURIComponent(l.lease_token)}`); mine.splice(mine.indexOf(l), 1); }) }, "Ack"),
+        el("button", { "data-key": `release-${l.id}`, onclick: () => act(`message ${l.id} released`, async () => { await api("POST", `/queues/${q}/messages/${l.id}/release?lease=${encodeURIComponent(l.lease_token)}`); mine.splice(mine.indexOf(l), 1); }) }, "Release")))))));
   }
   if (can("consumer")) {
     const hex = state.hex || false;
-    view.push(el("h2", {}, "Ready messages ", el("button", { onclick: () => { state.hex = !hex; refresh(); } }, hex ? "show text" : "show hex")),
+    view.push(el("h2", {}, "Ready messages ", el("button", { id: "hex", onclick: () => { state.hex = !hex; refresh(true); } }, hex ? "show text" : "show hex")),
       el("table", { id: "peek" }, el("thead", {}, el("tr", {}, ["ID", "Age", "Deliveries", "Content type", "Body", "Origin"].map(h => el("th", {}, h)))),
         el("tbody", {}, peek.data.messages.length ? peek.data.messages.map(m => el("tr", { "data-message": m.id },
           el("td", { class: "num" }, m.id), el("td", {}, fmt.age(Date.now() - Date.parse(m.enqueued_at))), el("td", { class: "num" }, m.deliveries),
@@ -290,27 +296,45 @@ async function render() {
   return clusterPage();
 }
 
+// refresh draws the current route again. A poll (not forced) leaves the
+// page alone while a dialog is open or a form is being filled in; a
+// forced refresh asked during a render runs after it; a render that a
+// later one overtook (the route changed meanwhile) is thrown away. The
+// focused control keeps the focus across the redraw.
 let rendering = false;
 async function refresh(force = false) {
-  if (rendering || document.querySelector("dialog[open]")) return;
+  if (document.querySelector("dialog[open]")) return;
+  if (rendering) { state.pending = state.pending || force; return; }
   const active = document.activeElement;
-  if (!force && active && main.contains(active) && (active.tagName === "INPUT" || active.tagName === "TEXTAREA")) return; // do not wipe what is being typed
+  const typing = active && main.contains(active) && (active.tagName === "INPUT" || active.tagName === "TEXTAREA");
+  if (!force && (typing || state.dirty)) return;
+  const gen = ++state.gen;
+  const focusKey = active && main.contains(active) ? active.id || active.dataset.key : "";
   rendering = true;
   try {
     const view = await render();
-    main.replaceChildren(...view);
+    if (gen !== state.gen) return;
+    main.replaceChildren(...view.filter(v => v));
     main.dataset.updated = Date.now();
+    if (focusKey) {
+      const again = document.getElementById(focusKey) || main.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
+      if (again) again.focus();
+    }
   } catch (e) {
+    if (gen !== state.gen) return;
     if (e.status === 401) { state.roles = []; login(); }
     else main.replaceChildren(el("section", { class: "card" }, el("h1", {}, "Cannot read the cluster"), el("p", { class: "bad" }, e.message),
       el("p", { class: "muted" }, "Retrying every second.")));
   } finally {
     rendering = false;
+    if (state.pending) { state.pending = false; refresh(true); }
   }
 }
 
 async function route() {
   clearInterval(state.timer);
+  state.gen++; // a render of the route left behind is thrown away
+  state.dirty = false;
   try {
     if (!(await whoami())) { login(); return; }
   } catch (e) {
