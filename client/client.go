@@ -211,9 +211,9 @@ type response struct {
 // do runs cl with retries, returning the answer of a 2xx, or an error
 // (*Error for an API refusal).
 func (c *Client) do(ctx context.Context, cl call) (*response, error) {
-	var last error
-	unknown := false // an earlier attempt may have been applied
-	tries := 0       // attempts counted against the policy: not a limit's refusal under WithWaitWhenFull
+	var last, lastAPI error // the last failure, and the last refusal raftq answered
+	unknown := false        // an earlier attempt may have been applied
+	tries := 0              // attempts counted against the policy: not a limit's refusal under WithWaitWhenFull
 	for attempt := 0; ; attempt++ {
 		ep := int(c.current.Load()) % len(c.endpoints)
 		if cl.endpoint >= 0 {
@@ -232,13 +232,23 @@ func (c *Client) do(ctx context.Context, cl call) (*response, error) {
 		if !c.waitFull || !isLimit(err) {
 			tries++
 		}
+		var e *Error
+		if errors.As(err, &e) {
+			lastAPI = err
+		}
 		if !retry || cl.once || tries >= c.retry.Attempts || ctx.Err() != nil {
+			if ctx.Err() != nil && lastAPI != nil {
+				return nil, lastAPI // what kept it from succeeding, rather than the cut-off attempt
+			}
 			return nil, last
 		}
 		if moveOn && cl.endpoint < 0 {
 			c.current.CompareAndSwap(uint32(ep), uint32((ep+1)%len(c.endpoints)))
 		}
 		if err := sleep(ctx, c.backoff(attempt)); err != nil {
+			if lastAPI != nil {
+				return nil, lastAPI
+			}
 			return nil, last
 		}
 	}

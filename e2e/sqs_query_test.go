@@ -122,8 +122,9 @@ func awsCLI29(t *testing.T, eps []string) {
 	u := run(eps[0], "create-queue", "--queue-name", "cli.fifo", "--attributes", "FifoQueue=true,ContentBasedDeduplication=true")["QueueUrl"].(string)
 	run(eps[1], "list-queues", "--queue-name-prefix", "cli")
 	run(eps[1], "get-queue-url", "--queue-name", "cli.fifo")
-	run(eps[2], "set-queue-attributes", "--queue-url", u, "--attributes", "VisibilityTimeout=5")
-	if a := run(eps[2], "get-queue-attributes", "--queue-url", u, "--attribute-names", "All")["Attributes"].(map[string]any); a["VisibilityTimeout"] != "5" || a["FifoQueue"] != "true" {
+	// Leases long enough for the slow CLI (each run starts Python) on a busy machine.
+	run(eps[2], "set-queue-attributes", "--queue-url", u, "--attributes", "VisibilityTimeout=600")
+	if a := run(eps[2], "get-queue-attributes", "--queue-url", u, "--attribute-names", "All")["Attributes"].(map[string]any); a["VisibilityTimeout"] != "600" || a["FifoQueue"] != "true" {
 		t.Fatalf("attributes %v", a)
 	}
 	s := run(eps[0], "send-message", "--queue-url", u, "--message-body", "one", "--message-group-id", "g",

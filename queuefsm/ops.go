@@ -55,7 +55,7 @@ func (f *FSM) enqueue(c call) any {
 		return err
 	}
 	q := f.queue(c.Queue)
-	q.storeKeyed(f, it, sum)
+	q.storeKeyed(f, &it, sum)
 	return EnqueueResult{ID: q.lastID}
 }
 
@@ -68,7 +68,7 @@ func (r EnqueueResult) or(err error) any {
 
 // check validates a message to be stored in q (nil: not made yet) and
 // sums what its idempotency key stands for.
-func (it BatchItem) check(q *queue) (sum [32]byte, err error) {
+func (it *BatchItem) check(q *queue) (sum [32]byte, err error) {
 	if err := checkExtras(it.Flags, it.Group, it.Attributes); err != nil {
 		return sum, err
 	}
@@ -91,7 +91,7 @@ func (it BatchItem) check(q *queue) (sum [32]byte, err error) {
 
 // sum is what an idempotency key stands for: the content type and body
 // (as before version 5), then the group and attributes when it has them.
-func (it BatchItem) sum() [32]byte {
+func (it *BatchItem) sum() [32]byte {
 	h := sha256.New()
 	h.Write([]byte(it.ContentType + "\x00"))
 	h.Write([]byte(it.Body))
@@ -106,7 +106,7 @@ func (it BatchItem) sum() [32]byte {
 
 // replay answers an item whose key q remembers: the original's id, or
 // ErrKeyReused for another message (unless FlagDedupe).
-func (it BatchItem) replay(q *queue, sum [32]byte) (uint64, bool, error) {
+func (it *BatchItem) replay(q *queue, sum [32]byte) (uint64, bool, error) {
 	seen, ok := q.seen(it.IdempotencyKey)
 	if !ok {
 		return 0, false, nil
@@ -117,12 +117,12 @@ func (it BatchItem) replay(q *queue, sum [32]byte) (uint64, bool, error) {
 	return seen.id, true, nil
 }
 
-func (it BatchItem) cost() int64 {
+func (it *BatchItem) cost() int64 {
 	return Cost(it.ContentType, len(it.Body), it.Group, it.Attributes) + KeyCost(it.IdempotencyKey)
 }
 
 // storeKeyed stores it and remembers its key.
-func (q *queue) storeKeyed(f *FSM, it BatchItem, sum [32]byte) *msg {
+func (q *queue) storeKeyed(f *FSM, it *BatchItem, sum [32]byte) *msg {
 	m := q.storeItem(f, it, f.now+it.Delay)
 	if it.IdempotencyKey != "" {
 		q.remember(f, it.IdempotencyKey, m.id, sum)
@@ -141,22 +141,35 @@ func (f *FSM) batch(c call) any {
 	if len(c.Items) == 0 {
 		return fmt.Errorf("%w: empty batch", ErrInvalidArg)
 	}
-	sums := make([][32]byte, len(c.Items))
+	var sums [][32]byte // what each item's key stands for (made at the first key)
+	sumOf := func(i int) [32]byte {
+		if sums == nil {
+			return [32]byte{}
+		}
+		return sums[i]
+	}
 	res := BatchResult{IDs: make([]uint64, len(c.Items))}
 	var cost int64
 	stored := 0
-	firstOf := map[string]int{} // keys of this batch: the first item with each
-	for i, it := range c.Items {
-		var err error
-		if sums[i], err = it.check(c.q); err != nil {
+	var firstOf map[string]int // keys of this batch: the first item with each (made at the first key)
+	for i := range c.Items {
+		it := &c.Items[i]
+		sum, err := it.check(c.q)
+		if err != nil {
 			return fmt.Errorf("item %d: %w", i, err)
 		}
-		id, replay, err := it.replay(c.q, sums[i])
+		if it.IdempotencyKey != "" {
+			if sums == nil {
+				sums = make([][32]byte, len(c.Items))
+			}
+			sums[i] = sum
+		}
+		id, replay, err := it.replay(c.q, sum)
 		if err != nil {
 			return fmt.Errorf("item %d: %w", i, err)
 		}
 		if j, ok := firstOf[it.IdempotencyKey]; ok && it.IdempotencyKey != "" && !replay {
-			if sums[j] != sums[i] && it.Flags&FlagDedupe == 0 {
+			if sums[j] != sum && it.Flags&FlagDedupe == 0 {
 				return fmt.Errorf("item %d: %w: key %q", i, ErrKeyReused, it.IdempotencyKey)
 			}
 			replay = true
@@ -166,6 +179,9 @@ func (f *FSM) batch(c call) any {
 			continue
 		}
 		if it.IdempotencyKey != "" {
+			if firstOf == nil {
+				firstOf = map[string]int{}
+			}
 			firstOf[it.IdempotencyKey] = i
 		}
 		cost += it.cost()
@@ -178,12 +194,13 @@ func (f *FSM) batch(c call) any {
 		return err
 	}
 	q := f.queue(c.Queue)
-	for i, it := range c.Items {
+	for i := range c.Items {
+		it := &c.Items[i]
 		switch {
 		case res.Replay != nil && res.Replay[i] && res.IDs[i] == 0: // an earlier item's key
 			res.IDs[i] = res.IDs[firstOf[it.IdempotencyKey]]
 		case res.Replay == nil || !res.Replay[i]:
-			res.IDs[i] = q.storeKeyed(f, it, sums[i]).id
+			res.IDs[i] = q.storeKeyed(f, it, sumOf(i)).id
 		}
 	}
 	return res
@@ -215,6 +232,9 @@ func (f *FSM) popMany(c call) any {
 		return fmt.Errorf("%w: max must be 1 to %d", ErrInvalidArg, MaxBatch)
 	}
 	var out []Message
+	if n := min(c.Max, uint64(c.q.takable())); n > 0 {
+		out = make([]Message, 0, n) // one allocation for the usual case
+	}
 	for uint64(len(out)) < c.Max {
 		m := c.q.take(f)
 		if m == nil {

@@ -209,7 +209,7 @@ func (q *queue) store(f *FSM, contentType, body string, readyAt int64) *msg {
 
 // storeItem appends a new message with its group and attributes (strings
 // decoded from a command are copies already).
-func (q *queue) storeItem(f *FSM, it BatchItem, readyAt int64) *msg {
+func (q *queue) storeItem(f *FSM, it *BatchItem, readyAt int64) *msg {
 	meta := metaFor(f.metas, it.ContentType, it.Group, it.Attributes)
 	return q.storeMsg(f, &msg{body: it.Body, meta: meta}, readyAt)
 }

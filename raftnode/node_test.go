@@ -146,26 +146,45 @@ func (c *cluster) leader() int {
 	return -1
 }
 
+// enqueue stores body in q with an idempotency key of its own, retrying
+// while no leader takes it or a leader change leaves its outcome unknown
+// (a busy machine can change leaders at any time): the key makes a retry
+// of an applied enqueue answer the first one's id.
 func enqueue(t *testing.T, n *raftnode.Node, q, body string) uint64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	a, err := n.Propose(ctx, queuefsm.EncodeEnqueue(q, "", []byte(body)))
+	cmd := queuefsm.Command{Op: queuefsm.OpEnqueue, Queue: q, IdempotencyKey: "k-" + body, Body: []byte(body)}.Encode()
+	a, err := propose(n, cmd, true)
 	if err != nil {
 		t.Fatalf("enqueue %q: %v", body, err)
 	}
 	return a.Result.(queuefsm.EnqueueResult).ID
 }
 
+// dequeue pops the head of q, retrying only while no leader took the pop
+// (a pop whose outcome is unknown may have taken a message).
 func dequeue(t *testing.T, n *raftnode.Node, q string) queuefsm.DequeueResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	a, err := n.Propose(ctx, queuefsm.EncodeDequeue(q))
+	a, err := propose(n, queuefsm.EncodeDequeue(q), false)
 	if err != nil {
 		t.Fatalf("dequeue: %v", err)
 	}
 	return a.Result.(queuefsm.DequeueResult)
+}
+
+// propose proposes cmd until it is applied or 30 s pass, again after
+// ErrNoLeader, and after an unknown outcome too when idempotent.
+func propose(n *raftnode.Node, cmd []byte, idempotent bool) (raftnode.Applied, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		a, err := n.Propose(ctx, cmd)
+		cancel()
+		retry := errors.Is(err, raftnode.ErrNoLeader) || idempotent && (errors.Is(err, raftnode.ErrLeaderChanged) || errors.Is(err, raftnode.ErrTimeout))
+		if err == nil || !retry || time.Now().After(deadline) {
+			return a, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // converged waits until every running node has applied the same index and
