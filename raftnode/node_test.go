@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -146,13 +147,16 @@ func (c *cluster) leader() int {
 	return -1
 }
 
+var enqueues atomic.Uint64
+
 // enqueue stores body in q with an idempotency key of its own, retrying
 // while no leader takes it or a leader change leaves its outcome unknown
 // (a busy machine can change leaders at any time): the key makes a retry
 // of an applied enqueue answer the first one's id.
 func enqueue(t *testing.T, n *raftnode.Node, q, body string) uint64 {
 	t.Helper()
-	cmd := queuefsm.Command{Op: queuefsm.OpEnqueue, Queue: q, IdempotencyKey: "k-" + body, Body: []byte(body)}.Encode()
+	key := fmt.Sprint("k", enqueues.Add(1)) // one per call: its retries share it
+	cmd := queuefsm.Command{Op: queuefsm.OpEnqueue, Queue: q, IdempotencyKey: key, Body: []byte(body)}.Encode()
 	a, err := propose(n, cmd, true)
 	if err != nil {
 		t.Fatalf("enqueue %q: %v", body, err)
