@@ -285,7 +285,49 @@ func leaseAck(o options, run func(string, int, int, int, func(int, int) (int, er
 			return 0, fmt.Errorf("ack status %d", ack.StatusCode)
 		}
 		return 1, nil
-	})}
+	}), run("lease 10 + ack 10 (batch)", c, o.n, 10, leaseMany(node, body, 10))}
+}
+
+// leaseMany is the consumer pattern of SQS clients: a batch of n sent,
+// up to n leased in one request (POST /leases?max=n), all acked in one
+// (POST /acks): three requests for n messages.
+func leaseMany(node func(int) string, body []byte, n int) func(cl, i int) (int, error) {
+	batch := struct {
+		Messages []map[string]string `json:"messages"`
+	}{}
+	for range n {
+		batch.Messages = append(batch.Messages, map[string]string{"body": string(body)})
+	}
+	bb, _ := json.Marshal(batch)
+	return func(cl, i int) (int, error) {
+		if _, _, err := post(node(cl)+"/queues/many/batch", bb, http.StatusCreated); err != nil {
+			return 0, err
+		}
+		_, b, err := post(fmt.Sprintf("%s/queues/many/leases?ttl=60s&max=%d", node(cl), n), nil, http.StatusOK)
+		if err != nil {
+			return 0, err
+		}
+		var ls struct {
+			Leases []struct {
+				ID    uint64 `json:"id"`
+				Token string `json:"lease_token"`
+			} `json:"leases"`
+		}
+		if err := json.Unmarshal(b, &ls); err != nil {
+			return 0, err
+		}
+		acks := struct {
+			Acks []map[string]any `json:"acks"`
+		}{}
+		for _, l := range ls.Leases {
+			acks.Acks = append(acks.Acks, map[string]any{"id": l.ID, "lease": l.Token})
+		}
+		ab, _ := json.Marshal(acks)
+		if _, _, err := post(node(cl)+"/queues/many/acks", ab, http.StatusOK); err != nil {
+			return 0, err
+		}
+		return len(ls.Leases), nil
+	}
 }
 
 // cluster is a local 3-node cluster of real processes.
