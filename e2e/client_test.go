@@ -85,6 +85,25 @@ func TestClientCalls(t *testing.T) {
 	if err := cl.Ack(ctx, l); !errors.Is(err, qc.ErrLeaseLost) {
 		t.Fatalf("an ack of a released lease: %v", err)
 	}
+	// A lease of many is one log entry (a tick may join it), not one per
+	// message.
+	var ten []qc.NewMessage
+	for i := range 10 {
+		ten = append(ten, qc.NewMessage{Body: []byte(fmt.Sprint("many ", i))})
+	}
+	if _, err := cl.EnqueueBatch(ctx, "many", ten); err != nil {
+		t.Fatal(err)
+	}
+	c.converged()
+	before := applied(c.procs[0])
+	if got, err := cl.LeaseMany(ctx, "many", 10, qc.LeaseOptions{}); err != nil || len(got) != 10 {
+		t.Fatalf("lease many of 10: %d %v", len(got), err)
+	}
+	c.converged()
+	if n := applied(c.procs[0]) - before; n > 2 {
+		t.Fatalf("a lease of 10 took %d log entries", n)
+	}
+	must(cl.DeleteQueue(ctx, "many"))
 	ls, err := cl.LeaseMany(ctx, "jobs", 10, qc.LeaseOptions{})
 	must(err)
 	if len(ls) != 3 || ls[0].Deliveries != 2 {

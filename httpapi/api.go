@@ -177,13 +177,6 @@ type LimitsChange struct {
 	MaxBytes  *int64 `json:"max_bytes"`
 }
 
-// PeekedMessage is a ready message as a peek shows it, with when it was
-// stored (to the second, in this node's wall clock).
-type PeekedMessage struct {
-	Message
-	Enqueued time.Time
-}
-
 // QueueStats describe one queue: GET /queues/{q}/stats.
 type QueueStats struct {
 	Queue   string `json:"queue"`
@@ -264,7 +257,7 @@ type Queue interface {
 	Purge(ctx context.Context, queue string) (int, LogPosition, error)
 	// Peek returns up to max ready messages, oldest first, taking none;
 	// ErrNotFound when unknown.
-	Peek(ctx context.Context, queue string, max int) ([]PeekedMessage, error)
+	Peek(ctx context.Context, queue string, max int) ([]Message, error)
 	// Stats describes a queue; ErrNotFound when unknown.
 	Stats(ctx context.Context, queue string) (QueueStats, error)
 	// Limits returns the cluster's limits and their usage.

@@ -174,12 +174,11 @@ func messageOptions(r *http.Request) (EnqueueOptions, error) {
 	return opts, nil
 }
 
-// withDefaults gives an enqueue without a Delay its queue's delay_ms.
-func (a *api) withDefaults(queue string, opts EnqueueOptions) EnqueueOptions {
-	if !opts.DelaySet {
-		if d := a.q.Defaults(queue).DelayMS; d > 0 {
-			opts.Delay = min(time.Duration(d)*time.Millisecond, MaxDelay)
-		}
+// withDefaults gives an enqueue without a Delay the delay_ms of its
+// queue's config cfg.
+func withDefaults(cfg QueueConfig, opts EnqueueOptions) EnqueueOptions {
+	if !opts.DelaySet && cfg.DelayMS > 0 {
+		opts.Delay = min(time.Duration(cfg.DelayMS)*time.Millisecond, MaxDelay)
 	}
 	return opts
 }

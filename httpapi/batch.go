@@ -54,6 +54,7 @@ func (a *api) enqueueBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	items := make([]NewMessage, len(in.Messages))
+	cfg := a.q.Defaults(queue) // read once for the whole batch
 	for i, m := range in.Messages {
 		var body string
 		switch {
@@ -82,7 +83,7 @@ func (a *api) enqueueBatch(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, fmt.Errorf("message %d: content_type: %w", i, err))
 			return
 		}
-		opts, err := a.batchOptions(queue, m)
+		opts, err := batchOptions(cfg, m)
 		if err != nil {
 			a.fail(w, fmt.Errorf("message %d: %w", i, err))
 			return
@@ -113,7 +114,7 @@ func (a *api) enqueueBatch(w http.ResponseWriter, r *http.Request) {
 
 // batchOptions reads a batch message's key, delay (the queue's delay_ms
 // when absent), group and attributes.
-func (a *api) batchOptions(queue string, m BatchMessage) (EnqueueOptions, error) {
+func batchOptions(cfg QueueConfig, m BatchMessage) (EnqueueOptions, error) {
 	opts := EnqueueOptions{IdempotencyKey: m.IdempotencyKey, Group: m.Group}
 	if m.DelayMS != nil {
 		if *m.DelayMS < 0 || *m.DelayMS > MaxDelay.Milliseconds() {
@@ -132,7 +133,7 @@ func (a *api) batchOptions(queue string, m BatchMessage) (EnqueueOptions, error)
 			return opts, err
 		}
 	}
-	return a.withDefaults(queue, opts), nil
+	return withDefaults(cfg, opts), nil
 }
 
 // popMany answers GET /queues/{q}?max=N.

@@ -127,3 +127,18 @@ func TestLeaseManyRoute(t *testing.T) {
 		}
 	}
 }
+
+// A batch reads its queue's defaults once, not once per message (each
+// read takes the node's lock), and gives every message without delay_ms
+// the queue's delay.
+func TestBatchReadsDefaultsOnce(t *testing.T) {
+	q := &fakeQueue{defaults: QueueConfig{DelayMS: 3000}}
+	q.batch = []Message{}
+	rec := serve(t, q, nil, mgmtRequest(http.MethodPost, "/queues/q/batch", `{"messages":[{"body":"a"},{"body":"b","delay_ms":0},{"body":"c"}]}`))
+	if rec.Code != http.StatusCreated || q.defaultsN != 1 {
+		t.Fatalf("%d %s; defaults read %d times", rec.Code, rec.Body, q.defaultsN)
+	}
+	if d := []time.Duration{q.batchOpts[0].Delay, q.batchOpts[1].Delay, q.batchOpts[2].Delay}; d[0] != 3*time.Second || d[1] != 0 || d[2] != 3*time.Second {
+		t.Fatalf("delays %v, want the queue's 3s except where delay_ms is given", d)
+	}
+}

@@ -6,8 +6,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -49,10 +51,12 @@ func TestWhoamiAndUI(t *testing.T) {
 // with the caller's token; a member that does not answer shows why.
 func TestClusterView(t *testing.T) {
 	var gotAuth string
+	var asked atomic.Int32
 	member := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gotAuth = r.Header.Get("Authorization")
 		switch r.URL.Path {
 		case "/mgmt/status":
+			asked.Add(1)
 			w.Write([]byte(`{"id":1,"term":3,"leader":1,"commit":9,"applied":9}`))
 		case "/readyz":
 			w.Write([]byte(`{"status":"ready"}`))
@@ -62,10 +66,18 @@ func TestClusterView(t *testing.T) {
 	c := &fakeCluster{nodes: func(context.Context) (Nodes, error) {
 		return Nodes{Leader: 1, Nodes: []Node{{ID: 1, APIURL: member.URL, IsLeader: true}, {ID: 2, APIURL: "http://127.0.0.1:1"}, {ID: 3}}}, nil
 	}}
-	req := httptest.NewRequest(http.MethodGet, "/mgmt/cluster", nil)
-	req.Header.Set("Authorization", "Bearer t")
-	rec := httptest.NewRecorder()
-	NewRouter(&fakeQueue{}, c, zap.NewNop(), Options{}).ServeHTTP(rec, req)
+	h := NewRouter(&fakeQueue{}, c, zap.NewNop(), Options{})
+	var rec *httptest.ResponseRecorder
+	start := time.Now()
+	for range 5 { // five consoles polling at once: the members are asked once
+		req := httptest.NewRequest(http.MethodGet, "/mgmt/cluster", nil)
+		req.Header.Set("Authorization", "Bearer t")
+		rec = httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+	}
+	if n, most := asked.Load(), 1+int32(time.Since(start)/time.Second); n > most { // once a second, however slow the machine
+		t.Fatalf("a member was asked %d times in five calls over %s", n, time.Since(start))
+	}
 	var out struct {
 		Leader  uint64
 		Members []MemberView

@@ -184,11 +184,11 @@ func TestDeleteAndPurge(t *testing.T) {
 func TestPeek(t *testing.T) {
 	at := time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC)
 	var asked int
-	q := fakeWith(fakeLifecycle{peek: func(_ context.Context, _ string, max int) ([]PeekedMessage, error) {
+	q := fakeWith(fakeLifecycle{peek: func(_ context.Context, _ string, max int) ([]Message, error) {
 		asked = max
-		return []PeekedMessage{
-			{Message: Message{ID: 3, ContentType: "text/plain", Body: "hi", Deliveries: 2}, Enqueued: at},
-			{Message: Message{ID: 4, ContentType: "application/x-bin", Body: "\xff\x00"}, Enqueued: at.Add(time.Second)},
+		return []Message{
+			{ID: 3, ContentType: "text/plain", Body: "hi", Deliveries: 2, Enqueued: at},
+			{ID: 4, ContentType: "application/x-bin", Body: "\xff\x00", Enqueued: at.Add(time.Second)},
 		}, nil
 	}})
 	rec := serve(t, q, nil, httptest.NewRequest(http.MethodGet, "/queues/q/messages", nil))
@@ -207,7 +207,7 @@ func TestPeek(t *testing.T) {
 			t.Errorf("max=%s: %d", max, rec.Code)
 		}
 	}
-	q.lifecycle.peek = func(context.Context, string, int) ([]PeekedMessage, error) { return nil, nil }
+	q.lifecycle.peek = func(context.Context, string, int) ([]Message, error) { return nil, nil }
 	if b := strings.TrimSpace(serve(t, q, nil, httptest.NewRequest(http.MethodGet, "/queues/q/messages", nil)).Body.String()); b != `{"messages":[]}` {
 		t.Fatalf("empty peek %s", b)
 	}

@@ -152,7 +152,7 @@ func (a *api) enqueue(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	opts = a.withDefaults(queue, opts)
+	opts = withDefaults(a.q.Defaults(queue), opts)
 	body, ok := a.readBody(w, r)
 	if !ok {
 		return

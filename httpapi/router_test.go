@@ -23,14 +23,16 @@ type fakeQueue struct {
 	enqueueOpts func(ctx context.Context, queue, ct string, body []byte, opts EnqueueOptions) (Enqueued, LogPosition, error)
 	lease       func(ctx context.Context, queue string, ttl time.Duration) (Lease, bool, LogPosition, error)
 	settle      func(op, queue string, id uint64, token string, d time.Duration) error
-	changed     chan struct{} // closed: AwaitReady gives turns
-	stopping    chan struct{} // closed: AwaitReady says ErrStopping
-	ready       bool          // HasReady's answer
-	awaiting    chan struct{} // if set, AwaitReady sends on it first
-	awaitErr    error         // if set, AwaitReady's answer
-	turn        Turn          // if set, the turn AwaitReady gives
-	batch       []Message     // EnqueueBatch appends when non-nil; PopMany pops
-	defaults    QueueConfig   // what Defaults answers
+	changed     chan struct{}    // closed: AwaitReady gives turns
+	stopping    chan struct{}    // closed: AwaitReady says ErrStopping
+	ready       bool             // HasReady's answer
+	awaiting    chan struct{}    // if set, AwaitReady sends on it first
+	awaitErr    error            // if set, AwaitReady's answer
+	turn        Turn             // if set, the turn AwaitReady gives
+	batch       []Message        // EnqueueBatch appends when non-nil; PopMany pops
+	defaults    QueueConfig      // what Defaults answers
+	defaultsN   int              // how often Defaults was asked
+	batchOpts   []EnqueueOptions // the options of the messages EnqueueBatch was given
 	lifecycle   fakeLifecycle
 }
 
@@ -39,7 +41,7 @@ type fakeLifecycle struct {
 	configure   func(ctx context.Context, queue string, ch ConfigChange) (QueueConfig, LogPosition, error)
 	deleteQueue func(ctx context.Context, queue string) (LogPosition, error)
 	purge       func(ctx context.Context, queue string) (int, LogPosition, error)
-	peek        func(ctx context.Context, queue string, max int) ([]PeekedMessage, error)
+	peek        func(ctx context.Context, queue string, max int) ([]Message, error)
 	stats       func(ctx context.Context, queue string) (QueueStats, error)
 	limits      func(ctx context.Context) (ClusterLimits, error)
 	setLimits   func(ctx context.Context, ch LimitsChange) (ClusterLimits, LogPosition, error)
@@ -61,6 +63,7 @@ func (f *fakeQueue) EnqueueBatch(ctx context.Context, q string, ms []NewMessage)
 	ids := make([]Enqueued, len(ms))
 	for i, m := range ms {
 		ids[i] = Enqueued{ID: uint64(i + 1)}
+		f.batchOpts = append(f.batchOpts, m.Options)
 		if f.batch != nil {
 			f.batch = append(f.batch, Message{ContentType: m.ContentType, Body: m.Body, Group: m.Options.Group, Attributes: m.Options.Attributes})
 		}
@@ -93,7 +96,7 @@ func (f *fakeQueue) DeleteQueue(ctx context.Context, q string) (LogPosition, err
 func (f *fakeQueue) Purge(ctx context.Context, q string) (int, LogPosition, error) {
 	return f.lifecycle.purge(ctx, q)
 }
-func (f *fakeQueue) Peek(ctx context.Context, q string, max int) ([]PeekedMessage, error) {
+func (f *fakeQueue) Peek(ctx context.Context, q string, max int) ([]Message, error) {
 	return f.lifecycle.peek(ctx, q, max)
 }
 func (f *fakeQueue) Stats(ctx context.Context, q string) (QueueStats, error) {
@@ -142,7 +145,7 @@ func (f *fakeQueue) LeaseMany(ctx context.Context, q string, ttl time.Duration, 
 	}
 	return out, LogPosition{}, nil
 }
-func (f *fakeQueue) Defaults(string) QueueConfig { return f.defaults }
+func (f *fakeQueue) Defaults(string) QueueConfig { f.defaultsN++; return f.defaults }
 func (f *fakeQueue) AllStats(ctx context.Context, after string, limit int) ([]QueueStats, bool, error) {
 	if f.lifecycle.stats == nil {
 		return nil, false, nil

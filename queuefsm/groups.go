@@ -239,7 +239,7 @@ func (q *queue) nextInGroup(f *FSM, g *group) *msg {
 		}
 		q.groupedReady--
 		q.refresh(g)
-		if q.maxDeliveries > 0 && uint64(m.deliveries) >= q.maxDeliveries {
+		if q.exhausted(m) {
 			q.deadLetter(f, m)
 			continue
 		}

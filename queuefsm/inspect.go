@@ -9,12 +9,6 @@ import (
 // MaxPeek is the most messages one Peek returns.
 const MaxPeek = 1000
 
-// PeekedMessage is a ready message as Peek shows it (Message.Enqueued
-// says when it was stored).
-type PeekedMessage struct {
-	Message
-}
-
 // QueueTotals count a queue's messages since it was made (or since a
 // snapshot older than version 4 was restored: Enqueued then starts at the
 // messages it held). Enqueued always equals what is stored plus the five
@@ -37,7 +31,7 @@ type QueueStats struct {
 	Bytes   int64 // what its messages and keys cost (MessageCost, KeyCost)
 	Keys    int   // idempotency keys remembered
 	// OldestReady is when the oldest ready message was stored (as
-	// PeekedMessage.Enqueued); 0 when none is ready. Its age is Now −
+	// Message.Enqueued); 0 when none is ready. Its age is Now −
 	// OldestReady.
 	OldestReady int64
 	Now         int64 // the state machine's clock
@@ -55,7 +49,7 @@ type QueueStats struct {
 // from the oldest ready message, skipping leased and delayed ones; should
 // it skip more than max+64 (ready messages scattered among many leases)
 // it walks the ready heap instead, O(max·log max) whatever the rest.
-func (f *FSM) Peek(queue string, max int) ([]PeekedMessage, error) {
+func (f *FSM) Peek(queue string, max int) ([]Message, error) {
 	q, err := f.known(queue)
 	if err != nil {
 		return nil, err
@@ -67,9 +61,9 @@ func (f *FSM) Peek(queue string, max int) ([]PeekedMessage, error) {
 	if !ok {
 		ms = q.peekHeap(f.now, max)
 	}
-	out := make([]PeekedMessage, len(ms))
+	out := make([]Message, len(ms))
 	for i, m := range ms {
-		out[i] = PeekedMessage{Message: m.public()}
+		out[i] = m.public()
 	}
 	return out, nil
 }
@@ -142,6 +136,16 @@ func (f *FSM) Stats(queue string) (QueueStats, error) {
 		s.OldestReady = int64(m.enqueued) * 1000
 	}
 	return s, nil
+}
+
+// Config is queue's configuration, in O(1) (zero for an unknown queue):
+// for the defaults an API applies to each request, which need none of
+// Stats' counting.
+func (f *FSM) Config(queue string) QueueConfig {
+	if q := f.queues[queue]; q != nil {
+		return q.config()
+	}
+	return QueueConfig{}
 }
 
 // known returns the queue named, or why there is none.

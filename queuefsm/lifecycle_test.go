@@ -91,7 +91,7 @@ func TestPeek(t *testing.T) {
 	l1 := c.lease(3000, "q", 1000)
 	l2 := c.lease(3000, "q", 60000)
 	c.must(Command{Op: OpRelease, Queue: "q", ID: l1.Message.ID, Token: l1.Token, Time: 3000})
-	ids := func(ps []PeekedMessage) (out []uint64) {
+	ids := func(ps []Message) (out []uint64) {
 		for _, p := range ps {
 			out = append(out, p.ID)
 		}
@@ -102,7 +102,7 @@ func TestPeek(t *testing.T) {
 	if after, _ := c.f.Snapshot(); !bytes.Equal(before, after) {
 		t.Fatal("Peek changed the state")
 	}
-	want := PeekedMessage{Message: Message{ID: 1, ContentType: "text/plain", Body: "1", Deliveries: 1, Enqueued: 1000}}
+	want := Message{ID: 1, ContentType: "text/plain", Body: "1", Deliveries: 1, Enqueued: 1000}
 	if err != nil || !reflect.DeepEqual(ids(ps), []uint64{1, 3, 5}) || !reflect.DeepEqual(ps[0], want) || ps[1].Enqueued != 3000 {
 		t.Fatalf("peek = %+v %v", ps, err)
 	}

@@ -262,12 +262,18 @@ func (q *queue) nextReady(f *FSM) *msg {
 		if m == nil {
 			continue
 		}
-		if q.maxDeliveries > 0 && uint64(m.deliveries) >= q.maxDeliveries {
+		if q.exhausted(m) {
 			q.deadLetter(f, m)
 			continue
 		}
 		return m
 	}
+}
+
+// exhausted reports whether m has been delivered max_deliveries times:
+// the take that finds it moves it to the dead-letter queue instead.
+func (q *queue) exhausted(m *msg) bool {
+	return q.maxDeliveries > 0 && uint64(m.deliveries) >= q.maxDeliveries
 }
 
 // deadLetter moves m to the dead-letter queue (or drops it if none is set)

@@ -108,13 +108,9 @@ func apiConfig(c queuefsm.QueueConfig) httpapi.QueueConfig {
 
 // Defaults is the queue's config as this node holds it (no read barrier).
 func (s *service) Defaults(queue string) httpapi.QueueConfig {
-	var c httpapi.QueueConfig
-	s.node.View(func() {
-		if st, err := s.fsm.Stats(queue); err == nil {
-			c = apiConfig(st.Config)
-		}
-	})
-	return c
+	var c queuefsm.QueueConfig
+	s.node.View(func() { c = s.fsm.Config(queue) })
+	return apiConfig(c)
 }
 
 func (s *service) DeleteQueue(ctx context.Context, queue string) (httpapi.LogPosition, error) {
@@ -149,17 +145,17 @@ func (s *service) read(ctx context.Context, queue string, fn func() error) error
 	return nil
 }
 
-func (s *service) Peek(ctx context.Context, queue string, max int) ([]httpapi.PeekedMessage, error) {
-	var ms []queuefsm.PeekedMessage
+func (s *service) Peek(ctx context.Context, queue string, max int) ([]httpapi.Message, error) {
+	var ms []queuefsm.Message
 	var now int64
 	err := s.read(ctx, queue, func() (err error) {
 		ms, err = s.fsm.Peek(queue, max)
 		now = s.fsm.estimatedNow()
 		return err
 	})
-	out := make([]httpapi.PeekedMessage, len(ms))
+	out := make([]httpapi.Message, len(ms))
 	for i, m := range ms {
-		out[i] = httpapi.PeekedMessage{Message: apiMessage(m.Message, now), Enqueued: localTime(m.Enqueued, now)}
+		out[i] = apiMessage(m, now)
 	}
 	return out, err
 }
