@@ -302,7 +302,9 @@ func TestConsume(t *testing.T) {
 	if err := <-finished; err != nil {
 		t.Fatalf("Consume: %v", err)
 	}
-	// A slow handler: lease ttl 1 s, 3.5 s of work; the lease is extended,
+	// A slow handler: lease ttl 3 s, 9 s of work (three ttls: unextended,
+	// the lease would end twice over); extensions every second, each with a
+	// second to get through on a busy machine; the lease is extended,
 	// so the message is not delivered twice.
 	if _, err := cl.Enqueue(ctx, "tasks", []byte("slow")); err != nil {
 		t.Fatal(err)
@@ -324,12 +326,12 @@ func TestConsume(t *testing.T) {
 				close(started)
 			}
 			select {
-			case <-time.After(3500 * time.Millisecond):
+			case <-time.After(9 * time.Second):
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 			return nil
-		}, qc.ConsumeOptions{Concurrency: 2, TTL: time.Second, Wait: time.Second})
+		}, qc.ConsumeOptions{Concurrency: 2, TTL: 3 * time.Second, Wait: time.Second})
 	}()
 	select {
 	case <-started:
