@@ -32,9 +32,16 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	// 0. A leader sends first, replicating in parallel with its own fsync
 	//    (Raft thesis §10.2.1, as etcd does): its messages carry no vote,
 	//    and nothing is applied or answered before the save below.
+	//    A follower sends its forwards the same way (proposals and read
+	//    requests for the leader): they carry nothing of this node's state,
+	//    so they need not wait for its fsync; its other messages do.
 	leader := n.lead.Load() == n.cfg.ID
+	msgs := rd.Messages
 	if leader {
-		n.send(rd.Messages)
+		n.send(msgs)
+	} else if forwards, rest := splitForwards(msgs); len(forwards) > 0 {
+		n.send(forwards)
+		msgs = rest
 	}
 	// 0b. Committed entries saved by earlier Readys are durable already:
 	//    apply them (and answer their clients) before this Ready's fsync,
@@ -69,8 +76,8 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	//    sends afterwards, so it never counts a vote from a member it is
 	//    about to remove.
 	afterApply := !leader && hasConfChange(committed)
-	if !leader && !afterApply {
-		n.send(rd.Messages)
+	if !leader && !afterApply && len(msgs) > 0 {
+		n.send(msgs)
 	}
 	// 4. Apply the other committed entries, in order.
 	if len(committed) > 0 {
@@ -80,8 +87,8 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		}
 		failpoint.Inject(failpoint.RaftAfterApply)
 	}
-	if afterApply {
-		n.send(rd.Messages)
+	if afterApply && len(msgs) > 0 {
+		n.send(msgs)
 	}
 	if err := n.maybeSnapshot(); err != nil {
 		return err
@@ -123,6 +130,47 @@ func durablePrefix(rd raft.Ready) []*raftpb.Entry {
 		return nil
 	}
 	return ents
+}
+
+// splitForwards separates the messages a follower may send before its
+// save (isForward) from the rest, keeping each part's order. Ready's slice
+// is left as it is (rule 9): the parts are new slices, or msgs itself when
+// one part is empty.
+func splitForwards(msgs []*raftpb.Message) (forwards, rest []*raftpb.Message) {
+	n := 0
+	for _, m := range msgs {
+		if isForward(m) {
+			n++
+		}
+	}
+	switch n {
+	case 0:
+		return nil, msgs
+	case len(msgs):
+		return msgs, nil
+	}
+	forwards = make([]*raftpb.Message, 0, n)
+	rest = make([]*raftpb.Message, 0, len(msgs)-n)
+	for _, m := range msgs {
+		if isForward(m) {
+			forwards = append(forwards, m)
+		} else {
+			rest = append(rest, m)
+		}
+	}
+	return forwards, rest
+}
+
+// isForward says m is a request a follower passes on to the leader: a
+// proposal or a read-index request. Neither carries this node's log, term
+// or vote (answers to appends and votes do, and must wait for the save:
+// RAFT-NOTES rule 4).
+func isForward(m *raftpb.Message) bool {
+	switch m.GetType() {
+	case raftpb.MsgProp, raftpb.MsgReadIndex:
+		return true
+	}
+	return false
 }
 
 func hasConfChange(ents []*raftpb.Entry) bool {

@@ -38,3 +38,56 @@ func TestDurablePrefix(t *testing.T) {
 		}
 	}
 }
+
+// A follower sends proposals and read requests for the leader before its
+// save, in their order; answers to appends, votes and heartbeats, and its
+// own vote requests, wait for the save. Ready's slice is not touched.
+func TestSplitForwards(t *testing.T) {
+	msg := func(ty raftpb.MessageType, to uint64) *raftpb.Message {
+		return &raftpb.Message{Type: ty.Enum(), To: new(to)}
+	}
+	prop1, prop2 := msg(raftpb.MsgProp, 1), msg(raftpb.MsgProp, 2)
+	read := msg(raftpb.MsgReadIndex, 1)
+	resp, vote, hb := msg(raftpb.MsgAppResp, 1), msg(raftpb.MsgVote, 2), msg(raftpb.MsgHeartbeatResp, 1)
+	vresp, prevote := msg(raftpb.MsgVoteResp, 3), msg(raftpb.MsgPreVote, 3)
+	for _, c := range []struct {
+		name           string
+		msgs           []*raftpb.Message
+		forwards, rest []*raftpb.Message
+	}{
+		{"none", nil, nil, nil},
+		{"only answers", []*raftpb.Message{resp, hb}, nil, []*raftpb.Message{resp, hb}},
+		{"only forwards", []*raftpb.Message{prop1, read}, []*raftpb.Message{prop1, read}, nil},
+		{"mixed, order kept", []*raftpb.Message{resp, prop1, vote, read, prop2, hb, vresp, prevote},
+			[]*raftpb.Message{prop1, read, prop2}, []*raftpb.Message{resp, vote, hb, vresp, prevote}},
+	} {
+		before := append([]*raftpb.Message(nil), c.msgs...)
+		f, r := splitForwards(c.msgs)
+		if !samePtrs(f, c.forwards) || !samePtrs(r, c.rest) {
+			t.Errorf("%s: forwards %v rest %v, want %v and %v", c.name, msgTypes(f), msgTypes(r), msgTypes(c.forwards), msgTypes(c.rest))
+		}
+		if !samePtrs(c.msgs, before) {
+			t.Errorf("%s: the Ready's slice changed", c.name)
+		}
+	}
+}
+
+func samePtrs(a, b []*raftpb.Message) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func msgTypes(ms []*raftpb.Message) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.GetType().String())
+	}
+	return out
+}
