@@ -65,12 +65,8 @@ type Config struct {
 	// MaxGroupsInFlight is how many groups of proposals (see Propose) this
 	// node may have on their way at once; 0 means DefaultMaxGroupsInFlight.
 	MaxGroupsInFlight int
-	// MaxInflightMsgs is raft's: how many MsgApps the leader sends a
-	// follower before waiting for its answers; 0 means
-	// DefaultMaxInflightMsgs.
-	MaxInflightMsgs int
 	// NoGroupCommit proposes every command as an entry of its own, as
-	// before group commit (for comparing the two).
+	// before group commit: for tests that count entries one per write.
 	NoGroupCommit bool
 	// Logger receives structured logs; raft's own logs are adapted into it.
 	Logger *zap.Logger
@@ -119,16 +115,6 @@ func (c Config) Validate() error {
 		return errors.New("raftnode: a logger is required")
 	}
 	return nil
-}
-
-// DefaultMaxInflightMsgs is raft's MaxInflightMsgs unless set.
-const DefaultMaxInflightMsgs = 256
-
-func (c Config) maxInflightMsgs() int {
-	if c.MaxInflightMsgs <= 0 {
-		return DefaultMaxInflightMsgs
-	}
-	return c.MaxInflightMsgs
 }
 
 // validatePeerTLS: with peer TLS, a certificate, its key and the CA, and

@@ -75,8 +75,6 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.raft.TickInterval, "tick", raftnode.DefaultTickInterval, "raft tick (heartbeat interval)")
 	fs.IntVar(&c.raft.ElectionTicks, "election-ticks", raftnode.DefaultElectionTicks, "ticks without a leader before an election")
 	fs.IntVar(&c.raft.MaxGroupsInFlight, "max-groups-in-flight", raftnode.DefaultMaxGroupsInFlight, "groups of proposals this node may have on their way at once (proposals arriving meanwhile are gathered into the next)")
-	fs.IntVar(&c.raft.MaxInflightMsgs, "max-inflight-msgs", raftnode.DefaultMaxInflightMsgs, "MsgApps the leader sends a follower before waiting for its answers")
-	fs.BoolVar(&c.raft.NoGroupCommit, "no-group-commit", false, "propose every write as an entry of its own (for comparison)")
 	fs.StringVar(&c.clientTLS.CertFile, "cert-file", "", "the client API's TLS certificate (with --key-file: the API serves https)")
 	fs.StringVar(&c.clientTLS.KeyFile, "key-file", "", "the key of --cert-file")
 	fs.BoolVar(&c.clientTLS.ClientCertAuth, "client-cert-auth", false, "clients must present a certificate --trusted-ca-file signed")
