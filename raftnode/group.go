@@ -38,6 +38,16 @@ import (
 //
 // Commands keep their order: groups are proposed in the order they were
 // gathered, and a group's commands in arrival order.
+//
+// A follower's groups reach the leader as proposals (MsgProp, which raft
+// forwards fire-and-forget). The leader does not make each an entry of
+// its own: their commands join its own pending group (mergeForwarded),
+// so the cluster makes one stream of groups, not one per node, and the
+// leader's MaxGroupsInFlight paces them all. For the follower's callers
+// nothing changes: their commands were handed to raft, and each learns
+// its own result when the entry holding it is applied on their node
+// (landedIn counts the follower's group off there), or the outcome is
+// unknown if the leader changes first, as for any forwarded proposal.
 
 // Group limits.
 const (
@@ -184,6 +194,50 @@ func (g *groups) take(now time.Time) []*pendingCmd {
 		g.stats.Commands += uint64(len(out))
 	}
 	return out
+}
+
+// forward adds commands a follower forwarded to the pending group, all
+// or none: false when they would pass maxPendingBytes (the caller then
+// lets raft take them as they came).
+func (g *groups) forward(cmds []groupCmd) bool {
+	size := 0
+	for _, c := range cmds {
+		size += len(c.cmd)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.bytes+size > maxPendingBytes && len(g.pending) > 0 {
+		return false
+	}
+	for _, c := range cmds {
+		p := &pendingCmd{id: c.id, cmd: c.cmd}
+		g.pending = append(g.pending, p)
+		g.byID[c.id] = p
+	}
+	g.bytes += size
+	g.wake()
+	return true
+}
+
+// landedIn counts off each of this node's groups whose first command is
+// among cmds, an applied entry's: a group of this node's lands there as
+// it was, or merged into the leader's group.
+func (g *groups) landedIn(cmds []groupCmd) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.inFlight) == 0 {
+		return
+	}
+	landed := false
+	for _, c := range cmds {
+		if _, ok := g.inFlight[c.id]; ok {
+			delete(g.inFlight, c.id)
+			landed = true
+		}
+	}
+	if landed && len(g.pending) > 0 {
+		g.wake()
+	}
 }
 
 // landed counts a group off when its entry, named by its first request
@@ -359,8 +413,46 @@ func (n *Node) applyGroup(e *raftpb.Entry) error {
 		res := n.sm.Apply(seqOf(e.GetIndex(), pos), c.cmd)
 		n.proposals.Trigger(c.id, Applied{Index: e.GetIndex(), Term: e.GetTerm(), Result: res})
 	}
-	n.groups.landed(cmds[0].id)
+	n.groups.landedIn(cmds)
 	return nil
+}
+
+// mergeForwarded adds the commands of a proposal a follower forwarded to
+// this leader's pending group (see the top of this file) and reports
+// whether it did; when it did not (not the leader, no group commit, a
+// conf change or raftnode's own command among them, no room), raft takes
+// the proposal as it came. A group that does not decode is left to raft
+// too: proposed as it came, it stops every node that applies it, as any
+// damaged entry does.
+func (n *Node) mergeForwarded(m *raftpb.Message) bool {
+	if m.GetType() != raftpb.MsgProp || n.cfg.NoGroupCommit || n.lead.Load() != n.cfg.ID {
+		return false
+	}
+	var cmds []groupCmd
+	for _, e := range m.GetEntries() {
+		data := e.GetData()
+		if e.GetType() != raftpb.EntryNormal || len(data) < 8 {
+			return false
+		}
+		switch id := binary.BigEndian.Uint64(data); {
+		case id == groupMarker:
+			g, err := decodeGroup(data[8:])
+			if err != nil {
+				return false
+			}
+			cmds = append(cmds, g...)
+		case isInternal(id):
+			return false
+		default:
+			cmds = append(cmds, groupCmd{id: id, cmd: data[8:]})
+		}
+	}
+	if len(cmds) == 0 || !n.groups.forward(cmds) {
+		return false
+	}
+	n.counts.mergedForwards.Add(1)
+	n.counts.mergedCommands.Add(uint64(len(cmds)))
+	return true
 }
 
 // SeqPosBits: the state machine's seq for a command is its entry's index

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -125,4 +126,42 @@ func ids(g []*pendingCmd) []uint64 {
 		out = append(out, p.id)
 	}
 	return out
+}
+
+// A follower's forwarded commands join the leader's pending group after
+// what waits there already, all or none; a group of this node's is
+// counted off wherever its first command lands (merged into the leader's
+// group, it is not first there).
+func TestGroupsForwardAndLandedIn(t *testing.T) {
+	g := newGroups(1)
+	g.add(1, []byte("own"), time.Time{})
+	if !g.forward([]groupCmd{{id: 101, cmd: []byte("a")}, {id: 102, cmd: []byte("b")}}) {
+		t.Fatal("forwarded commands refused with room to spare")
+	}
+	got := g.take(time.Now())
+	if !slices.Equal(ids(got), []uint64{1, 101, 102}) {
+		t.Fatalf("group %v, want [1 101 102]", ids(got))
+	}
+	g.add(2, []byte("next"), time.Time{})
+	g.landedIn([]groupCmd{{id: 7}, {id: 1}, {id: 8}}) // own group 1 landed second in another's entry
+	if got := g.take(time.Now()); !slices.Equal(ids(got), []uint64{2}) {
+		t.Fatalf("after landing inside another entry: %v", ids(got))
+	}
+	g.landedIn([]groupCmd{{id: 9}}) // not ours: group 2 is still on its way
+	g.add(3, []byte("held"), time.Time{})
+	if got := g.take(time.Now()); got != nil {
+		t.Fatalf("a group went with one on its way: %v", ids(got))
+	}
+
+	full := newGroups(1)
+	chunk := bytes.Repeat([]byte("c"), 1<<20)
+	for id := uint64(1); full.add(id, chunk, time.Time{}) == nil; id++ {
+	}
+	before := len(full.pending)
+	if full.forward([]groupCmd{{id: 500, cmd: []byte("x")}, {id: 501, cmd: chunk}}) {
+		t.Fatal("forwarded commands taken past maxPendingBytes")
+	}
+	if len(full.pending) != before || full.isPending(500) {
+		t.Fatal("a refused forward left some of its commands pending")
+	}
 }

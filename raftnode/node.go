@@ -127,6 +127,11 @@ type Counters struct {
 	// Groups counts the entries this node proposed for Propose's callers;
 	// GroupedCommands the commands they carried.
 	Groups, GroupedCommands uint64
+	// MergedForwards counts the proposals (each a follower's group)
+	// that this node, leading, merged into its own groups, and
+	// MergedCommands their commands: both are counted again in Groups
+	// and GroupedCommands, the follower's and this node's.
+	MergedForwards, MergedCommands uint64
 	// ReadRounds counts the ReadIndex rounds this node has had answered:
 	// one serves every ReadBarrier that joined it.
 	ReadRounds uint64
@@ -145,6 +150,7 @@ type Counters struct {
 type counters struct {
 	readys, savedEntries, syncedReadys, appliedEntries, messagesSent atomic.Uint64
 	leaderChanges, applied, failed, snapshots, snapshotNanos         atomic.Uint64
+	mergedForwards, mergedCommands                                   atomic.Uint64
 	pending                                                          atomic.Int64
 }
 
@@ -731,6 +737,7 @@ func (n *Node) Counters() Counters {
 	return Counters{Readys: n.counts.readys.Load(), SavedEntries: n.counts.savedEntries.Load(),
 		SyncedReadys: n.counts.syncedReadys.Load(), AppliedEntries: n.counts.appliedEntries.Load(),
 		MessagesSent: n.counts.messagesSent.Load(), Groups: gs.Groups, GroupedCommands: gs.Commands,
+		MergedForwards: n.counts.mergedForwards.Load(), MergedCommands: n.counts.mergedCommands.Load(),
 		ReadRounds: n.reads.answered.Load(), LeaderChanges: n.counts.leaderChanges.Load(),
 		ProposalsApplied: n.counts.applied.Load(), ProposalsFailed: n.counts.failed.Load(),
 		ProposalsPending: uint64(max(0, n.counts.pending.Load())), Snapshots: n.counts.snapshots.Load(),

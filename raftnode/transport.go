@@ -35,6 +35,9 @@ func (t *transportRaft) Process(ctx context.Context, m *raftpb.Message) error {
 			return fmt.Errorf("raftnode: received snapshot refused: %w", err)
 		}
 	}
+	if n.mergeForwarded(m) {
+		return nil
+	}
 	return n.raft.Step(ctx, m)
 }
 

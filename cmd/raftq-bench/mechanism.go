@@ -86,7 +86,9 @@ func mechanism(a, b sample, moved int) *Mechanism {
 		return x / y
 	}
 	m := &Mechanism{
-		CommandsPerEntry: ratio(delta("grouped_commands"), delta("groups")),
+		// A follower's group that the leader merged into its own is
+		// counted by both and became no entry of its own.
+		CommandsPerEntry: ratio(delta("grouped_commands")-delta("merged_commands"), delta("groups")-delta("merged_forwards")),
 		EntriesPerReady:  ratio(delta("saved_entries"), delta("readys")),
 		MessagesPerMsg:   delta("messages_sent") / float64(moved),
 		FsyncsPerSec:     delta("synced_readys") / b.at.Sub(a.at).Seconds(),

@@ -375,7 +375,8 @@ func (s *service) Counters() map[string]uint64 {
 	c := s.node.Counters()
 	return map[string]uint64{"readys": c.Readys, "saved_entries": c.SavedEntries, "synced_readys": c.SyncedReadys,
 		"applied_entries": c.AppliedEntries, "messages_sent": c.MessagesSent, "groups": c.Groups,
-		"grouped_commands": c.GroupedCommands, "read_rounds": c.ReadRounds}
+		"grouped_commands": c.GroupedCommands, "merged_forwards": c.MergedForwards,
+		"merged_commands": c.MergedCommands, "read_rounds": c.ReadRounds}
 }
 
 // LocalState hashes the state machine at this node's applied index. The
