@@ -16,7 +16,7 @@ import (
 type nopMetrics struct{}
 
 func (nopMetrics) Request(string, string, int, time.Duration) {}
-func (nopMetrics) Refused(string, string)                      {}
+func (nopMetrics) Refused(string, string)                     {}
 
 // The router's CPU for one single-message enqueue and one pop, the
 // requests a synchronous producer and consumer send (what the node adds to
