@@ -619,7 +619,7 @@ func main() {
 		return
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\tC\tmsgs\tmsgs/s\tp50 ms\tp99 ms\tmax ms\terrors\tcmds/entry\tentries/Ready\traft msgs/msg\tfsyncs/s\tCPU µs/msg per node\t")
+	fmt.Fprintln(tw, "phase\tC\tmsgs\tmsgs/s\tp50 ms\tp99 ms\tmax ms\terrors\tcmds/entry\tentries/Ready\traft msgs/msg\tfsyncs/s\tCPU µs/msg per node\tGC µs/msg per node\t")
 	for _, r := range results {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.1f\t%d\t%s\t\n", r.Phase, r.Concurrency, r.Messages, r.MsgsPerSec, r.P50, r.P99, r.Max, r.Errors, r.Mechanism)
 	}

@@ -24,17 +24,25 @@ type Mechanism struct {
 	// CPUMicrosPerMsg: CPU time (user and system) of each node's process
 	// per message moved; nil for targets not started here.
 	CPUMicrosPerMsg []float64 `json:"cpu_us_per_message,omitempty"`
+	// GCMicrosPerMsg: each node's garbage collector CPU time (the Go
+	// runtime's estimate) per message moved.
+	GCMicrosPerMsg []float64 `json:"gc_us_per_message,omitempty"`
 }
 
 func (m *Mechanism) String() string {
 	if m == nil {
 		return ""
 	}
-	cpu := make([]string, len(m.CPUMicrosPerMsg))
-	for i, c := range m.CPUMicrosPerMsg {
-		cpu[i] = fmt.Sprintf("%.0f", c)
+	return fmt.Sprintf("%.1f\t%.1f\t%.1f\t%.0f\t%s\t%s", m.CommandsPerEntry, m.EntriesPerReady, m.MessagesPerMsg, m.FsyncsPerSec,
+		joinMicros(m.CPUMicrosPerMsg), joinMicros(m.GCMicrosPerMsg))
+}
+
+func joinMicros(vs []float64) string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = fmt.Sprintf("%.0f", v)
 	}
-	return fmt.Sprintf("%.1f\t%.1f\t%.1f\t%.0f\t%s", m.CommandsPerEntry, m.EntriesPerReady, m.MessagesPerMsg, m.FsyncsPerSec, strings.Join(cpu, " "))
+	return strings.Join(out, " ")
 }
 
 // sampler reads the nodes' counters and their processes' CPU time.
@@ -92,6 +100,13 @@ func mechanism(a, b sample, moved int) *Mechanism {
 		EntriesPerReady:  ratio(delta("saved_entries"), delta("readys")),
 		MessagesPerMsg:   delta("messages_sent") / float64(moved),
 		FsyncsPerSec:     delta("synced_readys") / b.at.Sub(a.at).Seconds(),
+	}
+	for i := range min(len(a.counters), len(b.counters)) {
+		gc := 0.0 // a node that did not answer counts nothing
+		if x, y := a.counters[i]["gc_cpu_us"], b.counters[i]["gc_cpu_us"]; y >= x {
+			gc = float64(y-x) / float64(moved)
+		}
+		m.GCMicrosPerMsg = append(m.GCMicrosPerMsg, gc)
 	}
 	for i := range min(len(a.cpu), len(b.cpu)) {
 		m.CPUMicrosPerMsg = append(m.CPUMicrosPerMsg, float64((b.cpu[i]-a.cpu[i]).Microseconds())/float64(moved))

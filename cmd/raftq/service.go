@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime/metrics"
 	"sync"
 	"time"
 
@@ -376,7 +377,19 @@ func (s *service) Counters() map[string]uint64 {
 	return map[string]uint64{"readys": c.Readys, "saved_entries": c.SavedEntries, "synced_readys": c.SyncedReadys,
 		"applied_entries": c.AppliedEntries, "messages_sent": c.MessagesSent, "groups": c.Groups,
 		"grouped_commands": c.GroupedCommands, "merged_forwards": c.MergedForwards,
-		"merged_commands": c.MergedCommands, "read_rounds": c.ReadRounds}
+		"merged_commands": c.MergedCommands, "read_rounds": c.ReadRounds,
+		"gc_cpu_us": gcCPUMicros()}
+}
+
+// gcCPUMicros is the CPU time this process's garbage collector has used,
+// as the runtime estimates it (updated at each collection).
+func gcCPUMicros() uint64 {
+	sample := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindFloat64 {
+		return 0
+	}
+	return uint64(sample[0].Value.Float64() * 1e6)
 }
 
 // LocalState hashes the state machine at this node's applied index. The
