@@ -47,7 +47,11 @@ import (
 // nothing changes: their commands were handed to raft, and each learns
 // its own result when the entry holding it is applied on their node
 // (landedIn counts the follower's group off there), or the outcome is
-// unknown if the leader changes first, as for any forwarded proposal.
+// unknown if the leader changes first, as for any forwarded proposal. A
+// merged command the leader has not yet handed to raft when it stops
+// leading (a new term) is left out, never proposed (keepForwards): the
+// follower's "leader changed" answer rests on the old leader's log
+// holding all it will ever commit of them.
 
 // Group limits.
 const (
@@ -83,6 +87,9 @@ type pendingCmd struct {
 	deadline time.Time // its caller's; zero: none
 	taken    bool      // in a group handed to the flusher
 	dropped  bool      // its caller gave up before it was taken
+	// forwardedIn is the term in which this node, leading, merged the
+	// command from a follower's proposal; 0 for this node's own.
+	forwardedIn uint64
 }
 
 // groups gathers proposals into groups. Its mutex guards everything; the
@@ -199,7 +206,7 @@ func (g *groups) take(now time.Time) []*pendingCmd {
 // forward adds commands a follower forwarded to the pending group, all
 // or none: false when they would pass maxPendingBytes (the caller then
 // lets raft take them as they came).
-func (g *groups) forward(cmds []groupCmd) bool {
+func (g *groups) forward(cmds []groupCmd, term uint64) bool {
 	size := 0
 	for _, c := range cmds {
 		size += len(c.cmd)
@@ -210,7 +217,7 @@ func (g *groups) forward(cmds []groupCmd) bool {
 		return false
 	}
 	for _, c := range cmds {
-		p := &pendingCmd{id: c.id, cmd: c.cmd}
+		p := &pendingCmd{id: c.id, cmd: c.cmd, forwardedIn: term}
 		g.pending = append(g.pending, p)
 		g.byID[c.id] = p
 	}
@@ -266,6 +273,17 @@ func (g *groups) lost() {
 	}
 }
 
+// rekey moves a group on its way to a new first command id (its first
+// was left out).
+func (g *groups) rekey(from, to uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if at, ok := g.inFlight[from]; ok {
+		delete(g.inFlight, from)
+		g.inFlight[to] = at
+	}
+}
+
 // settle forgets a group whose proposal failed.
 func (g *groups) settle(first uint64) {
 	g.mu.Lock()
@@ -316,17 +334,58 @@ func (n *Node) proposeGroup(ctx context.Context, g []*pendingCmd) {
 	gctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	data := encodeGroup(g)
-	err := n.proposeUntilAccepted(gctx, true, func() error { return n.raft.Propose(gctx, data) })
+	err := n.proposeUntilAccepted(gctx, true, func() error {
+		if kept := n.keepForwards(g); len(kept) < len(g) {
+			if len(kept) == 0 {
+				return errForwardsLeft
+			}
+			n.groups.rekey(g[0].id, kept[0].id)
+			g, data = kept, encodeGroup(kept)
+		}
+		return n.raft.Propose(gctx, data)
+	})
 	if err == nil {
 		return
 	}
 	n.groups.settle(g[0].id)
+	if errors.Is(err, errForwardsLeft) {
+		return // nobody here waits for them
+	}
 	if ctx.Err() != nil {
 		err = ErrStopped
 	}
 	for _, p := range g {
 		n.proposals.Trigger(p.id, err)
 	}
+}
+
+// errForwardsLeft: a group held only commands merged from followers, and
+// keepForwards left them all out.
+var errForwardsLeft = errors.New("raftnode: forwarded commands left out after a change of leader")
+
+// keepForwards is g without the commands merged from followers in a term
+// this node no longer leads. A follower whose leader changed answers its
+// caller "leader changed, outcome unknown" once the new leader's first
+// entries are applied (see Node.await): an entry the old leader appended
+// commits before them or never. A merged command not yet appended by then
+// must never be: it is left out here, so that the answer stays true to
+// the rule. (Raft itself, stepping down, would forward it to the new
+// leader, to land after the follower gave up.)
+func (n *Node) keepForwards(g []*pendingCmd) []*pendingCmd {
+	leading := n.lead.Load() == n.cfg.ID
+	term := n.term.Load()
+	for i, p := range g {
+		if p.forwardedIn != 0 && (!leading || p.forwardedIn != term) {
+			kept := append(make([]*pendingCmd, 0, len(g)-1), g[:i]...)
+			for _, q := range g[i+1:] {
+				if q.forwardedIn == 0 || leading && q.forwardedIn == term {
+					kept = append(kept, q)
+				}
+			}
+			return kept
+		}
+	}
+	return g
 }
 
 func latestDeadline(g []*pendingCmd) time.Time {
@@ -447,7 +506,7 @@ func (n *Node) mergeForwarded(m *raftpb.Message) bool {
 			cmds = append(cmds, groupCmd{id: id, cmd: data[8:]})
 		}
 	}
-	if len(cmds) == 0 || !n.groups.forward(cmds) {
+	if len(cmds) == 0 || !n.groups.forward(cmds, n.term.Load()) {
 		return false
 	}
 	n.counts.mergedForwards.Add(1)

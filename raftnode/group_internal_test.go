@@ -135,7 +135,7 @@ func ids(g []*pendingCmd) []uint64 {
 func TestGroupsForwardAndLandedIn(t *testing.T) {
 	g := newGroups(1)
 	g.add(1, []byte("own"), time.Time{})
-	if !g.forward([]groupCmd{{id: 101, cmd: []byte("a")}, {id: 102, cmd: []byte("b")}}) {
+	if !g.forward([]groupCmd{{id: 101, cmd: []byte("a")}, {id: 102, cmd: []byte("b")}}, 1) {
 		t.Fatal("forwarded commands refused with room to spare")
 	}
 	got := g.take(time.Now())
@@ -158,10 +158,36 @@ func TestGroupsForwardAndLandedIn(t *testing.T) {
 	for id := uint64(1); full.add(id, chunk, time.Time{}) == nil; id++ {
 	}
 	before := len(full.pending)
-	if full.forward([]groupCmd{{id: 500, cmd: []byte("x")}, {id: 501, cmd: chunk}}) {
+	if full.forward([]groupCmd{{id: 500, cmd: []byte("x")}, {id: 501, cmd: chunk}}, 1) {
 		t.Fatal("forwarded commands taken past maxPendingBytes")
 	}
 	if len(full.pending) != before || full.isPending(500) {
 		t.Fatal("a refused forward left some of its commands pending")
+	}
+}
+
+// Commands merged from followers go only in the term they were merged in,
+// by this node leading: after a change of leader they are left out (the
+// followers have answered "leader changed" or will), this node's own stay.
+func TestKeepForwards(t *testing.T) {
+	own1, own2 := &pendingCmd{id: 1}, &pendingCmd{id: 2}
+	fwd5, fwd6 := &pendingCmd{id: 101, forwardedIn: 5}, &pendingCmd{id: 102, forwardedIn: 6}
+	n := &Node{cfg: Config{ID: 1}}
+	for _, c := range []struct {
+		name       string
+		lead, term uint64
+		g, want    []*pendingCmd
+	}{
+		{"leading in the merge term", 1, 5, []*pendingCmd{fwd5, own1}, []*pendingCmd{fwd5, own1}},
+		{"a later term", 1, 6, []*pendingCmd{fwd5, own1, fwd6, own2}, []*pendingCmd{own1, fwd6, own2}},
+		{"no longer leading", 2, 6, []*pendingCmd{own1, fwd5, fwd6, own2}, []*pendingCmd{own1, own2}},
+		{"only forwards, stale", 0, 7, []*pendingCmd{fwd5, fwd6}, []*pendingCmd{}},
+		{"only own", 2, 7, []*pendingCmd{own1, own2}, []*pendingCmd{own1, own2}},
+	} {
+		n.lead.Store(c.lead)
+		n.term.Store(c.term)
+		if got := n.keepForwards(c.g); !slices.Equal(ids(got), ids(c.want)) {
+			t.Errorf("%s: kept %v, want %v", c.name, ids(got), ids(c.want))
+		}
 	}
 }

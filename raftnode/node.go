@@ -516,9 +516,9 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (a Applied, err error) {
 // a loop with one proposal out at a time): backpressure does not refuse
 // them, and on the leader a drop for its uncommitted-size limit is
 // retried until ctx ends, as raft makes room (a follower's is forwarded,
-// and if the leader drops it, it times out). They are small and few, so
-// they cannot grow the backlog that refuses everything else. They are
-// not grouped.
+// the leader may carry it in its next group, and if the leader drops it,
+// it times out). They are small and few, so they cannot grow the backlog
+// that refuses everything else. This node does not group them.
 func (n *Node) ProposeControl(ctx context.Context, cmd []byte) (Applied, error) {
 	return n.proposeAs(ctx, n.ids.Next(), cmd, false)
 }
