@@ -125,18 +125,9 @@ type NewMessage struct {
 // returns their ids. Each message carries an idempotency key (random
 // unless WithKey), so a retried batch stores nothing twice.
 func (c *Client) EnqueueBatch(ctx context.Context, queue string, msgs []NewMessage) ([]uint64, error) {
-	type item struct {
-		Body           *string         `json:"body,omitempty"`
-		BodyB64        *string         `json:"body_b64,omitempty"`
-		ContentType    string          `json:"content_type,omitempty"`
-		IdempotencyKey string          `json:"idempotency_key"`
-		DelayMS        *int64          `json:"delay_ms,omitempty"`
-		Group          string          `json:"group,omitempty"`
-		Attributes     json.RawMessage `json:"attributes,omitempty"`
-	}
 	in := struct {
-		Messages []item `json:"messages"`
-	}{Messages: make([]item, len(msgs))}
+		Messages []batchMessage `json:"messages"`
+	}{Messages: make([]batchMessage, len(msgs))}
 	for i, m := range msgs {
 		var o sendOptions
 		for _, f := range m.Opts {
@@ -145,7 +136,7 @@ func (c *Client) EnqueueBatch(ctx context.Context, queue string, msgs []NewMessa
 		if o.key == "" {
 			o.key = newKey()
 		}
-		it := item{ContentType: o.contentType, IdempotencyKey: o.key, Group: o.group}
+		it := batchMessage{ContentType: o.contentType, IdempotencyKey: o.key, Group: o.group}
 		b64 := base64.StdEncoding.EncodeToString(m.Body)
 		it.BodyB64 = &b64
 		if o.delay != nil {
@@ -418,14 +409,18 @@ func messageOf(resp *response) (*Message, error) {
 	return m, nil
 }
 
-// batchMessage is a message in raftq's batch JSON.
+// batchMessage is a message in raftq's batch JSON: sent in a batch
+// enqueue (key, delay), received from a batch pop, a lease of many or a
+// peek (id).
 type batchMessage struct {
-	ID          uint64          `json:"id"`
-	Body        *string         `json:"body"`
-	BodyB64     *string         `json:"body_b64"`
-	ContentType string          `json:"content_type"`
-	Group       string          `json:"group"`
-	Attributes  json.RawMessage `json:"attributes"`
+	ID             uint64          `json:"id,omitempty"`
+	Body           *string         `json:"body,omitempty"`
+	BodyB64        *string         `json:"body_b64,omitempty"`
+	ContentType    string          `json:"content_type,omitempty"`
+	IdempotencyKey string          `json:"idempotency_key,omitempty"`
+	DelayMS        *int64          `json:"delay_ms,omitempty"`
+	Group          string          `json:"group,omitempty"`
+	Attributes     json.RawMessage `json:"attributes,omitempty"`
 }
 
 func (b batchMessage) message() (Message, error) {
